@@ -1,0 +1,35 @@
+# The acquire stage: put the {dark, hydro} run pair on disk in TNG layout.
+# Each source's rules fill ACQUIRE_INPUTS[source] with a function of the `sim`
+# wildcard that returns the files that source lays out for that run; the
+# checkpoint below then verifies every chunk and writes the manifest that later
+# stages depend on (a checkpoint, so that per-chunk jobs downstream can read the
+# chunk count from it).
+
+ACQUIRE_SOURCE = config["acquire"]["source"]
+ACQUIRE_INPUTS = {}
+
+
+include: "acquire_synthetic.smk"
+include: "acquire_archives.smk"
+
+
+checkpoint acquired:
+    input:
+        lambda wildcards: ACQUIRE_INPUTS[ACQUIRE_SOURCE](wildcards),
+    output:
+        manifest("{sim}"),
+    wildcard_constraints:
+        sim="dark|hydro",
+    params:
+        sim_dir=lambda wildcards: str(DATA_DIR / wildcards.sim),
+        snapshot=SNAPSHOT,
+        source=ACQUIRE_SOURCE,
+    log:
+        logs("acquired", "{sim}"),
+    resources:
+        runtime=60,
+    script:
+        "../scripts/acquired.py"
+
+
+FINAL_TARGETS.extend(manifest(sim) for sim in ("dark", "hydro"))

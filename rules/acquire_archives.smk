@@ -1,0 +1,1 @@
+# Archive sources (tng, camels, local): fill ACQUIRE_INPUTS[...].

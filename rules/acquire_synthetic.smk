@@ -1,0 +1,1 @@
+# Synthetic source (the mini-universe): fills ACQUIRE_INPUTS['synthetic'].

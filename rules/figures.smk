@@ -1,0 +1,1 @@
+# The figures stage (see docs/pipeline.md).

@@ -1,0 +1,1 @@
+# The grid stage (see docs/pipeline.md).

@@ -1,0 +1,1 @@
+# The hod stage (see docs/pipeline.md).

@@ -1,0 +1,1 @@
+# The paint stage (see docs/pipeline.md).

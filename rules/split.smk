@@ -1,0 +1,1 @@
+# The split stage (see docs/pipeline.md).

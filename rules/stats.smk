@@ -1,0 +1,1 @@
+# The stats stage (see docs/pipeline.md).

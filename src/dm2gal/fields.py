@@ -1,0 +1,96 @@
+"""3D fields on a periodic grid, stored as chunked Zarr v3 arrays with their attributes.
+
+Every field carries, in its Zarr attributes: `box_size` [Mpc/h], `n_grid`,
+`units`, `source` (the run it was built from), `snapshot`, `mas` (mass-assignment
+scheme) and `quantity` (what the field holds). Readers take periodic sub-cubes, so
+no stage needs a whole 2048^3 field in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+REQUIRED_ATTRS = ("box_size", "n_grid", "units", "source", "snapshot", "mas", "quantity")
+DEFAULT_CHUNK = 128
+"""Zarr chunk edge in voxels (128^3 float32 = 8 MiB uncompressed)."""
+
+
+def field_attrs(
+    *, box_size: float, n_grid: int, source: str, snapshot: int, mas: str, quantity: str,
+    units: str = "Msun/h", **extra,
+) -> dict:
+    """The attribute set every stored field carries (box_size in Mpc/h)."""
+    return dict(box_size=float(box_size), n_grid=int(n_grid), units=units, source=source,
+                snapshot=int(snapshot), mas=mas, quantity=quantity, **extra)
+
+
+def create_field(path: str | os.PathLike, attrs: dict, chunk: int = DEFAULT_CHUNK, dtype="float32"):
+    """Create an empty (n_grid^3) Zarr v3 array at `path` with compressed cubic chunks.
+
+    The caller fills it (whole or slab by slab); wrap creation and filling in
+    `dm2gal.atomic.atomic_path` so the final path appears only when complete.
+    """
+    import zarr
+
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        raise ValueError(f"field attributes missing {missing}")
+    n = int(attrs["n_grid"])
+    c = min(chunk, n)
+    return zarr.create_array(store=str(path), shape=(n, n, n), chunks=(c, c, c), dtype=dtype,
+                             fill_value=0, attributes=attrs, overwrite=True)
+
+
+def write_field(path: str | os.PathLike, data: np.ndarray, attrs: dict, chunk: int = DEFAULT_CHUNK) -> None:
+    """Write a whole cubic field at once, atomically (tmp store, then move)."""
+    from .atomic import atomic_path
+
+    if data.ndim != 3 or len(set(data.shape)) != 1 or data.shape[0] != attrs["n_grid"]:
+        raise ValueError(f"field of shape {data.shape} does not match n_grid={attrs['n_grid']}")
+    with atomic_path(path) as tmp:
+        arr = create_field(tmp, attrs, chunk=chunk, dtype=data.dtype)
+        arr[...] = data
+
+
+def open_field(path: str | os.PathLike):
+    """Open a stored field read-only; raises FileNotFoundError naming the path."""
+    import zarr
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no field at {path}")
+    return zarr.open_array(str(path), mode="r")
+
+
+def read_field(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Read a whole field into memory: (array (n, n, n), attributes)."""
+    arr = open_field(path)
+    return arr[...], dict(arr.attrs)
+
+
+def read_periodic(arr, start, size) -> np.ndarray:
+    """Sub-cube [start, start + size) of a cubic array or Zarr field, wrapping periodically.
+
+    `start` and `size` are 3-tuples of voxel indices (start may be negative or
+    beyond n). Reads only the chunks it needs.
+    """
+    n = arr.shape[0]
+    out = np.empty(tuple(int(s) for s in size), dtype=arr.dtype)
+    idx = [np.arange(int(a), int(a) + int(s)) % n for a, s in zip(start, size)]
+    # Split each axis into contiguous runs so Zarr reads whole slices, not fancy indices.
+    runs = [_contiguous_runs(i) for i in idx]
+    for ox, sx in runs[0]:
+        for oy, sy in runs[1]:
+            for oz, sz in runs[2]:
+                out[ox, oy, oz] = arr[sx, sy, sz]
+    return out
+
+
+def _contiguous_runs(indices: np.ndarray) -> list[tuple[slice, slice]]:
+    """(output slice, source slice) pairs covering `indices`, one per contiguous run."""
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    bounds = np.concatenate([[0], breaks, [len(indices)]])
+    return [(slice(int(a), int(b)), slice(int(indices[a]), int(indices[b - 1]) + 1))
+            for a, b in zip(bounds[:-1], bounds[1:])]
