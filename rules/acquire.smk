@@ -7,6 +7,10 @@
 
 ACQUIRE_SOURCE = config["acquire"]["source"]
 ACQUIRE_INPUTS = {}
+# Optional, per source: a function of the wildcards returning extra keyword
+# arguments of dm2gal.acquire.manifest.write_manifest (part_types, checksums, and
+# key-values recorded in the manifest such as the archive's run name).
+ACQUIRE_MANIFEST_OPTIONS = {}
 
 
 include: "acquire_synthetic.smk"
@@ -24,6 +28,7 @@ checkpoint acquired:
         sim_dir=lambda wildcards: str(DATA_DIR / wildcards.sim),
         snapshot=SNAPSHOT,
         source=ACQUIRE_SOURCE,
+        options=lambda wildcards: ACQUIRE_MANIFEST_OPTIONS.get(ACQUIRE_SOURCE, lambda w: {})(wildcards),
     log:
         logs("acquired", "{sim}"),
     resources:

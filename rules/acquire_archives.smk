@@ -1,1 +1,170 @@
-# Archive sources (tng, camels, local): fill ACQUIRE_INPUTS[...].
+# Archive sources of the acquire stage: tng (the TNG web API), camels (public
+# CAMELS runs) and local (a copy on disk). Each fills ACQUIRE_INPUTS[source] with
+# the files it lays out for one run, and ACQUIRE_MANIFEST_OPTIONS[source] with what
+# the manifest checkpoint (rules/acquire.smk) must know: which particle types were
+# fetched (part_types: [] = no snapshot needed for that run). Rules are defined only
+# for the configured source, so the TNG paths have exactly one producer.
+# URLs, headers and behaviour: docs/acquire.md.
+import json
+
+from dm2gal import tng as tng_layout
+from dm2gal.acquire.tng_api import PART_TYPES as TNG_PART_TYPES
+
+
+ACQUIRE_PARTICLES = {
+    "dark": True,
+    "hydro": config["grid"]["stellar_source"] == "particles",
+}
+"""Whether each run's snapshot (particles) is needed; the hydro run's only for a particle stellar field."""
+
+
+if ACQUIRE_SOURCE == "tng":
+    TNG = config["acquire"]["tng"]
+    TNG_FIELDS = {"dark": TNG["dark_fields"], "hydro": TNG["hydro_fields"]}
+    # Cap on concurrent downloads: each chunk job holds one tng_connections; a value
+    # given on the command line (--resources tng_connections=N) wins.
+    if "tng_connections" not in workflow.global_resources:
+        workflow.register_resource("tng_connections", TNG["max_connections"])
+
+    def tng_listing_file(sim):
+        return str(DATA_DIR / sim / "tng_listing.json")
+
+    # The chunk counts come from the API's file listing at run time (a checkpoint):
+    # TNG100-1-Dark's count is not documented, and reading it from the archive
+    # rather than from config means a wrong count cannot silently drop chunks.
+    checkpoint tng_listing:
+        output:
+            tng_listing_file("{sim}"),
+        wildcard_constraints:
+            sim="dark|hydro",
+        # base_url and http (retry policy) are read from config inside the script, not
+        # passed as params: changing a mirror or a timeout must not re-trigger downloads.
+        params:
+            run=lambda w: TNG[w.sim],
+            snapshot=SNAPSHOT,
+            kinds=lambda w: ["snapshot", "groupcat"] if ACQUIRE_PARTICLES[w.sim] else ["groupcat"],
+            fallback_chunks=lambda w: TNG["fallback_chunks"].get(w.sim),
+        log:
+            logs("tng_listing", "{sim}"),
+        resources:
+            tng_connections=1,
+            runtime=30,
+            mem_mb=500,
+        script:
+            "../scripts/acquire_tng_listing.py"
+
+    # One job per chunk file, for both kinds (the same script; `kind` tells them apart).
+    for _kind, _path_of in (("snapshot", tng_layout.snapshot_path), ("groupcat", tng_layout.groupcat_path)):
+
+        rule:
+            name:
+                f"tng_{_kind}_chunk"
+            input:
+                tng_listing_file("{sim}"),
+            output:
+                str(_path_of(sim_base("{sim}"), SNAPSHOT, "{chunk}")),
+            wildcard_constraints:
+                sim="dark|hydro",
+                chunk=r"\d+",
+            params:
+                kind=_kind,
+                fields=(lambda w: TNG_FIELDS[w.sim]) if _kind == "snapshot" else None,
+            log:
+                logs(f"tng_{_kind}_chunk", "{sim}.{chunk}"),
+            resources:
+                tng_connections=1,
+                runtime=240,
+                mem_mb=1000,
+            script:
+                "../scripts/acquire_tng.py"
+
+    def _tng_inputs(wildcards):
+        listing = json.loads(Path(checkpoints.tng_listing.get(sim=wildcards.sim).output[0]).read_text())
+        base = sim_base(wildcards.sim)
+        files = []
+        for kind, path_of in (("snapshot", tng_layout.snapshot_path), ("groupcat", tng_layout.groupcat_path)):
+            n = len(listing.get(kind, {}).get("urls", []))
+            files += [str(path_of(base, SNAPSHOT, i)) for i in range(n)]
+        return files
+
+    def _tng_manifest_options(wildcards):
+        fields = TNG_FIELDS[wildcards.sim]
+        part_types = sorted(TNG_PART_TYPES[p] for p in fields)
+        return {
+            "part_types": part_types if ACQUIRE_PARTICLES[wildcards.sim] else [],
+            "archive_run": TNG[wildcards.sim],
+            "fields": fields if ACQUIRE_PARTICLES[wildcards.sim] else {},
+        }
+
+    ACQUIRE_INPUTS["tng"] = _tng_inputs
+    ACQUIRE_MANIFEST_OPTIONS["tng"] = _tng_manifest_options
+
+
+if ACQUIRE_SOURCE == "camels":
+    CAMELS = config["acquire"]["camels"]
+
+    for _kind, _path_of in (("snapshot", tng_layout.snapshot_path), ("groupcat", tng_layout.groupcat_path)):
+
+        rule:
+            name:
+                f"camels_{_kind}"
+            output:
+                str(_path_of(sim_base("{sim}"), SNAPSHOT, 0)),
+            wildcard_constraints:
+                sim="dark|hydro",
+            params:
+                kind=_kind,
+                run_path=lambda w: CAMELS[w.sim],
+                base=lambda w: sim_base(w.sim),
+                snapshot=SNAPSHOT,
+            log:
+                logs(f"camels_{_kind}", "{sim}"),
+            resources:
+                runtime=240,
+                mem_mb=1000,
+            script:
+                "../scripts/acquire_camels.py"
+
+    ACQUIRE_INPUTS["camels"] = lambda w: [
+        str(path_of(sim_base(w.sim), SNAPSHOT, 0))
+        for path_of in ((tng_layout.snapshot_path, tng_layout.groupcat_path) if ACQUIRE_PARTICLES[w.sim]
+                        else (tng_layout.groupcat_path,))
+    ]
+    ACQUIRE_MANIFEST_OPTIONS["camels"] = lambda w: {
+        "part_types": None if ACQUIRE_PARTICLES[w.sim] else [],
+        "archive_run": CAMELS[w.sim],
+    }
+
+
+if ACQUIRE_SOURCE == "local":
+    LOCAL = config["acquire"]["local"]
+    for _sim in ("dark", "hydro"):
+        if not LOCAL[_sim]:
+            raise ValueError(f"acquire.source is local: set acquire.local.{_sim} to the run's output directory")
+
+    rule local_link:
+        output:
+            directory(sim_base("{sim}")),
+        wildcard_constraints:
+            sim="dark|hydro",
+        params:
+            src=lambda w: LOCAL[w.sim],
+            snapshot=SNAPSHOT,
+            particles=lambda w: ACQUIRE_PARTICLES[w.sim],
+        log:
+            logs("local_link", "{sim}"),
+        resources:
+            runtime=30,
+            mem_mb=500,
+        script:
+            "../scripts/acquire_local.py"
+
+    # rule synthesize (acquire_synthetic.smk) declares the same output directories
+    ruleorder: local_link > synthesize
+
+    ACQUIRE_INPUTS["local"] = lambda w: sim_base(w.sim)
+    ACQUIRE_MANIFEST_OPTIONS["local"] = lambda w: {
+        "part_types": None if ACQUIRE_PARTICLES[w.sim] else [],
+        "checksums": LOCAL["checksums"],
+        "local_copy": str(Path(LOCAL[w.sim]).resolve()),
+    }

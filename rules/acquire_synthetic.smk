@@ -1,1 +1,26 @@
 # Synthetic source (the mini-universe): fills ACQUIRE_INPUTS['synthetic'].
+# One job makes both runs of the pair from the same initial conditions
+# (docs/mini-universe.md); the checkpoint `acquired` then verifies and records them.
+
+
+rule synthesize:
+    output:
+        dark=directory(sim_base("dark")),
+        hydro=directory(sim_base("hydro")),
+    params:
+        synthetic=config["acquire"].get("synthetic", {}),
+        seed=config["seed"],
+        snapshot=SNAPSHOT,
+    log:
+        logs("synthesize"),
+    benchmark:
+        results("benchmarks", "synthesize.tsv")
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/synthesize.py"
+
+
+ACQUIRE_INPUTS["synthetic"] = lambda wildcards: sim_base(wildcards.sim)

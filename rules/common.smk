@@ -1,9 +1,20 @@
-# Shared by every rule file: config validation, paths, and small input helpers.
+# Shared by all rule files: config validation, paths, and small input helpers.
+import os
 from pathlib import Path
 
 from snakemake.utils import validate
 
+from dm2gal.schema import fill_defaults
+
+REPO_DIR = Path(workflow.main_snakefile).resolve().parent
+
 validate(config, "../workflow/schemas/config.schema.yaml")
+# validate() sets no defaults below the $refs to the stage schemas: fill them in.
+fill_defaults(config, REPO_DIR / "workflow" / "schemas" / "config.schema.yaml")
+
+# Rule scripts import dm2gal from this checkout in any environment that runs
+# them (an activated venv, a conda env from envs/, a SLURM job).
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_DIR / "src"), os.environ.get("PYTHONPATH")])))
 
 DATA_DIR = Path(config["data_dir"])
 RESULTS_DIR = Path(config["results_dir"])

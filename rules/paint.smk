@@ -1,1 +1,120 @@
-# The paint stage (see docs/pipeline.md).
+# The paint stage (see docs/pipeline.md and docs/painting.md): the selected model
+# paints the test cube of the gravity-only run ("test"), and every extra gravity-only
+# run whole, from gravity-only inputs alone; where galaxies go is decided by the
+# occupancy threshold calibrated on the training region (paint_occupancy). With
+# paint.oracle, paint_oracle also paints the paper's "oracle positions" diagnostic.
+
+PAINT = config["paint"]
+PAINT_EXTRA = {r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in config["extra_runs"]}
+PAINT_GPU = 1 if PAINT["device"] == "cuda" else 0
+
+
+def paint_expected_patch():
+    """The patch edge the model section of the config asks for (refused if the model differs)."""
+    from dm2gal.model import PRESETS
+
+    return config["model"].get("patch") or PRESETS[config["model"].get("preset", "small")]["patch"]
+
+
+def paint_fields(wildcards):
+    """The gravity-only fields painted: the dark run's for the test cube, else the extra run's."""
+    run = "dark" if wildcards.painting == "test" else wildcards.painting
+    return {q: results("fields", run, f"{q}.zarr") for q in ("dm_mass", "subhalo_mass")}
+
+
+def paint_mem_mb(wildcards):
+    """The in-memory input region (at most paint.max_memory_gb) plus working tiles and catalogues."""
+    return int(PAINT["max_memory_gb"] * 1024) + 4000
+
+
+PAINT_COMMON = dict(
+    expected_patch=paint_expected_patch(),
+    method=PAINT["method"],
+    tile=PAINT["tile"],
+    batch=PAINT["batch_size"],
+    device=PAINT["device"],
+    max_memory_gb=PAINT["max_memory_gb"],
+)
+
+
+rule paint_occupancy:
+    input:
+        stellar=results("fields", "hydro", "stellar_mass.zarr"),
+        subhalo=results("fields", "dark", "subhalo_mass.zarr"),
+        cubes=results("split", "cubes.json"),
+    output:
+        results("paint", "test", "occupancy.json"),
+    params:
+        criterion=PAINT["occupancy"]["criterion"],
+    log:
+        logs("paint_occupancy"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/paint_occupancy.py"
+
+
+rule paint:
+    input:
+        unpack(paint_fields),
+        model=results("select", "best.ckpt"),
+        reference_dm=results("fields", "dark", "dm_mass.zarr"),
+        occupancy=results("paint", "test", "occupancy.json"),
+        cubes=results("split", "cubes.json"),
+    output:
+        field=directory(results("paint", "{painting}", "stellar_mass.zarr")),
+        catalogue=results("paint", "{painting}", "catalogue.hdf5"),
+    wildcard_constraints:
+        painting="|".join(["test", *PAINT_EXTRA]),
+    params:
+        base=lambda w: PAINT_EXTRA[w.painting][0] if w.painting in PAINT_EXTRA else sim_base("dark"),
+        snapshot=lambda w: PAINT_EXTRA[w.painting][1] if w.painting in PAINT_EXTRA else SNAPSHOT,
+        source=lambda w: w.painting if w.painting in PAINT_EXTRA else "dark",
+        whole_box=lambda w: w.painting in PAINT_EXTRA,
+        **PAINT_COMMON,
+    log:
+        logs("paint", "{painting}"),
+    benchmark:
+        results("benchmarks", "paint", "{painting}.tsv")
+    threads: 2
+    resources:
+        mem_mb=paint_mem_mb,
+        runtime=240,
+        gpu=PAINT_GPU,
+    script:
+        "../scripts/paint.py"
+
+
+rule paint_oracle:
+    input:
+        dm_mass=results("fields", "dark", "dm_mass.zarr"),
+        subhalo_mass=results("fields", "dark", "subhalo_mass.zarr"),
+        truth=results("fields", "hydro", "stellar_mass.zarr"),
+        model=results("select", "best.ckpt"),
+        cubes=results("split", "cubes.json"),
+    output:
+        field=directory(results("paint", "test_oracle", "stellar_mass.zarr")),
+    params:
+        base=sim_base("dark"),
+        snapshot=SNAPSHOT,
+        **PAINT_COMMON,
+    log:
+        logs("paint_oracle"),
+    benchmark:
+        results("benchmarks", "paint", "test_oracle.tsv")
+    threads: 2
+    resources:
+        mem_mb=paint_mem_mb,
+        runtime=240,
+        gpu=PAINT_GPU,
+    script:
+        "../scripts/paint_oracle.py"
+
+
+FINAL_TARGETS.extend(results("paint", p, f) for p in ["test", *PAINT_EXTRA]
+                     for f in ("stellar_mass.zarr", "catalogue.hdf5"))
+FINAL_TARGETS.append(results("paint", "test", "occupancy.json"))
+if PAINT["oracle"]:
+    FINAL_TARGETS.append(results("paint", "test_oracle", "stellar_mass.zarr"))

@@ -1,1 +1,63 @@
-# The train stage (see docs/pipeline.md).
+# The train stage (see docs/pipeline.md): one training job per hyper-parameter point
+# (train.learning_rate x train.weight_decay x train.capacity, wildcard {point}), each
+# asking SLURM for train.gpus_per_job GPUs; then `select` keeps the point whose
+# validation painting best matches the true stellar-mass power spectrum.
+import itertools
+
+TRAIN = config["train"]
+TRAIN_POINTS = {
+    f"lr{lr:g}_wd{wd:g}_cap{cap:g}": dict(learning_rate=lr, weight_decay=wd, capacity=cap)
+    for lr, wd, cap in itertools.product(TRAIN["learning_rate"], TRAIN["weight_decay"], TRAIN["capacity"])
+}
+
+
+rule train:
+    input:
+        dm=results("fields", "dark", "dm_mass.zarr"),
+        subhalo=results("fields", "dark", "subhalo_mass.zarr"),
+        stellar=results("fields", "hydro", "stellar_mass.zarr"),
+        cubes=results("split", "cubes.json"),
+        split=results("split", "train.npz"),
+    output:
+        ckpt=results("train", "{point}", "best.ckpt"),
+        history=results("train", "{point}", "history.csv"),
+    wildcard_constraints:
+        point="|".join(TRAIN_POINTS),
+    params:
+        point=lambda w: TRAIN_POINTS[w.point],
+        model=config["model"],
+        train=TRAIN,
+        seed=config["seed"],
+    log:
+        logs("train", "{point}"),
+    benchmark:
+        results("benchmarks", "train", "{point}.tsv")
+    threads: TRAIN["threads"]
+    resources:
+        gpu=TRAIN["gpus_per_job"],
+        mem_mb=TRAIN["mem_mb"],
+        runtime=TRAIN["runtime"],
+    script:
+        "../scripts/train.py"
+
+
+rule select:
+    input:
+        ckpts=expand(results("train", "{point}", "best.ckpt"), point=TRAIN_POINTS),
+        histories=expand(results("train", "{point}", "history.csv"), point=TRAIN_POINTS),
+    output:
+        ckpt=results("select", "best.ckpt"),
+        summary=results("select", "summary.tsv"),
+    params:
+        points=list(TRAIN_POINTS),
+    log:
+        logs("select"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/select.py"
+
+
+FINAL_TARGETS.extend(rules.select.output)

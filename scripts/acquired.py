@@ -3,6 +3,7 @@ from dm2gal.acquire.manifest import write_manifest
 from dm2gal.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
-m = write_manifest(snakemake.params.sim_dir, snakemake.params.snapshot, snakemake.params.source)
+m = write_manifest(snakemake.params.sim_dir, snakemake.params.snapshot, snakemake.params.source,
+                   **snakemake.params.options)
 log.info("%s: %d snapshot chunks, %d group-catalogue chunks, box %.3f Mpc/h",
          snakemake.params.sim_dir, len(m["snapshot_chunks"]), len(m["groupcat_chunks"]), m["box_size"])

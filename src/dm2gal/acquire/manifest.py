@@ -23,8 +23,35 @@ def sha256(path: str | os.PathLike, block: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def check_snapshot(base: str | os.PathLike, snap: int) -> list[Path]:
-    """All snapshot chunks of a run, verified: each opens, and NumPart_ThisFile adds up to the totals.
+def check_snapshot_chunk(path: str | os.PathLike, part_types: list[int] | None = None) -> np.ndarray:
+    """NumPart_ThisFile [6] of one snapshot chunk, verified: it opens, and every dataset of the
+    checked particle types holds NumPart_ThisFile rows.
+
+    `part_types`: the types whose `PartType{t}/Coordinates` must be present; None means
+    every type with particles in this file. A field subset (TNG's `?dm=Coordinates`)
+    keeps the full header but only the requested datasets: pass [1] for it.
+    Raises tng.CorruptChunkError naming the file.
+    """
+    path = Path(path)
+    with tng._open(path) as f:
+        if "Header" not in f or "NumPart_ThisFile" not in f["Header"].attrs:
+            raise tng.CorruptChunkError(f"{path} has no Header/NumPart_ThisFile")
+        this = np.asarray(f["Header"].attrs["NumPart_ThisFile"], dtype=np.int64)
+        types = np.flatnonzero(this) if part_types is None else part_types
+        for t in types:
+            group = f.get(f"PartType{t}")
+            if this[t] and (group is None or "Coordinates" not in group):
+                raise tng.CorruptChunkError(f"{path}: PartType{t}/Coordinates missing ({this[t]} particles)")
+            for name, ds in (group.items() if group is not None else ()):
+                if ds.shape[0] != this[t]:
+                    raise tng.CorruptChunkError(
+                        f"{path}: PartType{t}/{name} does not hold NumPart_ThisFile={this[t]} rows")
+    return this
+
+
+def check_snapshot(base: str | os.PathLike, snap: int, part_types: list[int] | None = None) -> list[Path]:
+    """All snapshot chunks of a run, verified: each passes `check_snapshot_chunk`, and
+    NumPart_ThisFile adds up to the header totals.
 
     Raises tng.CorruptChunkError naming the first bad or missing file.
     """
@@ -37,20 +64,35 @@ def check_snapshot(base: str | os.PathLike, snap: int) -> list[Path]:
         path = tng.snapshot_path(base, snap, chunk)
         if not path.exists():
             raise tng.CorruptChunkError(f"missing snapshot chunk {path} (NumFilesPerSnapshot={n_files})")
-        h = tng.snapshot_header(base, snap, chunk)
-        this = np.asarray(h["NumPart_ThisFile"], dtype=np.int64)
-        with h5py.File(path, "r") as f:
-            for t in np.flatnonzero(this):
-                ds = f.get(f"PartType{t}/Coordinates")
-                if ds is None or ds.shape[0] != this[t]:
-                    raise tng.CorruptChunkError(
-                        f"{path}: PartType{t}/Coordinates does not hold NumPart_ThisFile={this[t]} rows")
-        seen += this
+        seen += check_snapshot_chunk(path, part_types)
         paths.append(path)
     if not np.array_equal(seen, totals):
         raise tng.CorruptChunkError(
             f"snapshot chunks under {base} hold {seen.tolist()} particles, header totals say {totals.tolist()}")
     return paths
+
+
+def check_groupcat_chunk(path: str | os.PathLike) -> tuple[int, int]:
+    """(groups, subhalos) in one group-catalogue chunk, verified: it opens, and every Group/*
+    and Subhalo/* dataset holds Ngroups_ThisFile and Nsubgroups_ThisFile (or Nsubhalos_) rows.
+    """
+    path = Path(path)
+    with tng._open(path) as f:
+        if "Header" not in f:
+            raise tng.CorruptChunkError(f"{path} has no Header group")
+        h = f["Header"].attrs
+        sub_key = "Nsubgroups" if "Nsubgroups_ThisFile" in h else "Nsubhalos"
+        try:
+            counts = {"Group": int(h["Ngroups_ThisFile"]), "Subhalo": int(h[f"{sub_key}_ThisFile"])}
+        except KeyError as err:
+            raise tng.CorruptChunkError(f"{path}: header lacks {err}") from err
+        for group, n in counts.items():
+            for name, ds in (f[group].items() if group in f else ()):
+                if ds.shape[0] != n:
+                    raise tng.CorruptChunkError(f"{path}: {group}/{name} does not hold {n} rows")
+            if n and group not in f:
+                raise tng.CorruptChunkError(f"{path}: {group} missing ({n} entries)")
+    return counts["Group"], counts["Subhalo"]
 
 
 def check_groupcat(base: str | os.PathLike, snap: int) -> list[Path]:
@@ -64,9 +106,9 @@ def check_groupcat(base: str | os.PathLike, snap: int) -> list[Path]:
         path = tng.groupcat_path(base, snap, chunk)
         if not path.exists():
             raise tng.CorruptChunkError(f"missing group-catalogue chunk {path} (NumFiles={n_files})")
-        h = tng.groupcat_header(base, snap, chunk)
-        seen_g += int(h["Ngroups_ThisFile"])
-        seen_s += int(h[f"{sub_key}_ThisFile"])
+        n_g, n_s = check_groupcat_chunk(path)
+        seen_g += n_g
+        seen_s += n_s
         paths.append(path)
     if seen_g != int(header["Ngroups_Total"]) or seen_s != int(header[f"{sub_key}_Total"]):
         raise tng.CorruptChunkError(
@@ -76,17 +118,21 @@ def check_groupcat(base: str | os.PathLike, snap: int) -> list[Path]:
 
 
 def write_manifest(
-    sim_dir: str | os.PathLike, snap: int, source: str, checksums: bool = True, **extra
+    sim_dir: str | os.PathLike, snap: int, source: str, checksums: bool = True,
+    part_types: list[int] | None = None, **extra
 ) -> dict:
     """Verify `{sim_dir}/output` and write `{sim_dir}/manifest.json`; returns the manifest.
 
     The manifest lists every chunk (path relative to sim_dir, bytes, sha256 when
     `checksums`), the box size [Mpc/h], particle totals and the source; `extra`
-    key-values (e.g. the archive's run name) are recorded too.
+    key-values (e.g. the archive's run name) are recorded too. `part_types`: as in
+    `check_snapshot_chunk` (the particle types fetched, for field subsets); `[]` means
+    this run has no snapshot on disk (only its group catalogue is needed, e.g. the
+    hydro run when stellar mass comes from the catalogue): box size and redshift are
+    then read from the catalogue header and `snapshot_chunks` is empty.
     """
     sim_dir = Path(sim_dir)
     base = sim_dir / "output"
-    header = tng.snapshot_header(base, snap, 0)
 
     def entry(path: Path) -> dict:
         item = {"path": str(path.relative_to(sim_dir)), "bytes": path.stat().st_size}
@@ -94,13 +140,21 @@ def write_manifest(
             item["sha256"] = sha256(path)
         return item
 
+    if part_types == []:
+        header = {k: tng.to_library_units(k, v) for k, v in tng.groupcat_header(base, snap, 0).items()}
+        totals, snapshot_chunks = None, []
+    else:
+        header = tng.snapshot_header(base, snap, 0)
+        totals = [tng.total_particles(header, t) for t in range(6)]
+        snapshot_chunks = [entry(p) for p in check_snapshot(base, snap, part_types)]
     manifest = {
         "source": source,
         "snapshot": snap,
         "box_size": float(header["BoxSize"]),
         "redshift": float(header["Redshift"]),
-        "num_part_total": [tng.total_particles(header, t) for t in range(6)],
-        "snapshot_chunks": [entry(p) for p in check_snapshot(base, snap)],
+        "num_part_total": totals,
+        "part_types": part_types,
+        "snapshot_chunks": snapshot_chunks,
         "groupcat_chunks": [entry(p) for p in check_groupcat(base, snap)],
         **extra,
     }

@@ -1,0 +1,10 @@
+"""Rule hod: the paper's HOD benchmark on the test cube (dm2gal.hod)."""
+
+from dm2gal.hod import run_stage
+from dm2gal.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+p = snakemake.params
+run_stage(p.dark_base, p.hydro_base, p.snapshot, snakemake.input.truth, snakemake.input.cubes,
+          snakemake.output.field, snakemake.output.catalogue, snakemake.output.bins, n_bins=p.n_bins,
+          mass_min=p.mass_min, mass_max=p.mass_max, halo_mass_field=p.halo_mass_field, seed=p.seed)

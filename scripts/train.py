@@ -1,0 +1,20 @@
+"""Rule train: one hyper-parameter point (dm2gal.train.fit)."""
+import torch
+
+from dm2gal.logs import log_to_file
+from dm2gal.model import model_config
+from dm2gal.train import fit, load_training_data
+
+log_to_file(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+cfg, point = snakemake.params.train, snakemake.params.point
+model = {k: v for k, v in snakemake.params.model.items() if k != "preset"}
+data = load_training_data(snakemake.input.dm, snakemake.input.subhalo, snakemake.input.stellar,
+                          snakemake.input.split, snakemake.input.cubes)
+fit(data, model_config(snakemake.params.model["preset"], capacity=point["capacity"], **model),
+    learning_rate=point["learning_rate"], weight_decay=point["weight_decay"], batch_size=cfg["batch_size"],
+    steps_per_epoch=cfg["steps_per_epoch"], max_epochs=cfg["max_epochs"], max_minutes=cfg["max_minutes"],
+    patience=cfg["patience"], val_batch_size=cfg["val_batch_size"], seed=snakemake.params.seed,
+    accelerator=cfg["accelerator"], devices=max(1, cfg["gpus_per_job"]) if cfg["accelerator"] != "cpu" else 1,
+    ckpt_path=snakemake.output.ckpt, history_path=snakemake.output.history,
+    extra_hparams={"capacity": point["capacity"]})

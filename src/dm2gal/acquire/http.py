@@ -1,0 +1,340 @@
+"""A robust HTTP file download: resumable, verified, retried, never incomplete at the final path.
+
+`download(url, dest)` streams into `dest + ".part"`, resuming an existing `.part`
+with an HTTP Range request (RFC 9110 section 14), checks the size the server
+announced (Content-Length, or the total of Content-Range) and the SHA-256 when the
+caller knows it, runs an optional content check (e.g. "this HDF5 chunk opens and
+its header counts add up"), and only then renames the `.part` onto `dest`.
+
+Failures and what happens:
+- timeouts, dropped connections, 429 and 5xx: retried, resuming the `.part`, with
+  exponential backoff (doubling from `backoff_s`, capped at `max_backoff_s`) that
+  honours a `Retry-After` header; at most `retries` consecutive attempts that
+  deliver no new byte, so a transfer that keeps progressing is never abandoned;
+- 401/403: `AuthError` at once (no retry), naming the environment variable of the
+  key; other 4xx: `DownloadError` at once;
+- wrong checksum or failed content check: the `.part` is deleted and the file is
+  fetched again from byte 0, at most `retries` times.
+
+Redirects (3xx with Location) are followed by hand, at most `max_redirects`. The
+secret headers (`secret_headers`, e.g. TNG's `api-key`) go only to hosts that
+`key_allowed(host)` accepts; by default, the host of the first URL and hosts of the
+same parent domain (a redirect from www.tng-project.org to data.tng-project.org
+keeps the key; one to a foreign storage host does not). Neither the key nor the
+headers ever appear in messages or exceptions.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+
+log = logging.getLogger("dm2gal.acquire.http")
+
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+"""Statuses worth another try: timeouts, throttling and server-side errors."""
+AUTH_STATUS = frozenset({401, 403})
+BLOCK = 1 << 20
+"""Bytes read from the socket per write to the `.part` file."""
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched complete and verified within the retry bounds."""
+
+
+class AuthError(DownloadError):
+    """The server refused the credentials (401/403): retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How hard to try. Times in seconds."""
+
+    retries: int = 8
+    """Consecutive attempts without a new byte (and re-fetches after a bad checksum) allowed."""
+    backoff_s: float = 2.0
+    """First wait; doubled after each failed attempt."""
+    max_backoff_s: float = 120.0
+    """Cap on one wait, Retry-After included."""
+    connect_timeout_s: float = 30.0
+    read_timeout_s: float = 120.0
+    """Longest silence on an open connection before it counts as dropped."""
+    max_redirects: int = 10
+
+
+def same_site(first_url: str) -> Callable[[str], bool]:
+    """Host filter for secret headers: the first URL's host and its siblings under the same parent domain.
+
+    For `www.tng-project.org` this accepts `*.tng-project.org`; for an IP address or
+    a single-label host only that exact host.
+    """
+    host = (urlsplit(first_url).hostname or "").lower()
+    labels = host.split(".")
+    parent = ".".join(labels[-2:]) if len(labels) > 2 and not host.replace(".", "").isdigit() else host
+
+    def allowed(other: str) -> bool:
+        other = (other or "").lower()
+        return other == host or (parent != host and (other == parent or other.endswith("." + parent)))
+
+    return allowed
+
+
+def retry_after(response: requests.Response, default: float) -> float:
+    """Seconds the server asks us to wait (Retry-After: seconds or an HTTP date), else `default`."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    when = email.utils.parsedate_to_datetime(value)
+    if when is None:
+        return default
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _content_range_total(response: requests.Response) -> tuple[int | None, int | None]:
+    """(first byte, total size) of a `Content-Range: bytes a-b/total` header (None where absent or '*')."""
+    value = response.headers.get("Content-Range", "")
+    if not value.startswith("bytes"):
+        return None, None
+    spec, _, total = value[5:].strip().partition("/")
+    first = int(spec.split("-")[0]) if spec and spec != "*" else None
+    return first, (int(total) if total.strip().isdigit() else None)
+
+
+def _open(session: requests.Session, url: str, params: dict | None, headers: dict, secret: dict,
+          key_allowed: Callable[[str], bool], policy: Policy) -> requests.Response:
+    """GET `url`, following redirects by hand so that secret headers never reach a foreign host."""
+    for _ in range(policy.max_redirects + 1):
+        send = dict(headers)
+        if key_allowed(urlsplit(url).hostname or ""):
+            send.update(secret)
+        response = session.get(url, params=params, headers=send, stream=True, allow_redirects=False,
+                               timeout=(policy.connect_timeout_s, policy.read_timeout_s))
+        if response.is_redirect or response.status_code in (301, 302, 303, 307, 308):
+            location = response.headers.get("Location")
+            response.close()
+            if not location:
+                raise DownloadError(f"redirect without Location from {_public(url)}")
+            url = urljoin(url, location)
+            params = None  # the Location already carries its query
+            log.debug("redirected to %s", _public(url))
+            continue
+        return response
+    raise DownloadError(f"more than {policy.max_redirects} redirects from {_public(url)}")
+
+
+def _auth_error(url: str, response: requests.Response, key_env: str | None) -> AuthError:
+    """The 401/403 message: names the key's environment variable, never its value."""
+    what = f"{_public(url)}: HTTP {response.status_code} ({response.reason})"
+    if key_env is None:
+        return AuthError(f"{what}: access refused by a server that should need no key; check the URL")
+    return AuthError(f"{what}: the archive refused the API key. Set the environment variable {key_env} "
+                     f"to your personal key (shown on your account page of the archive) and run again.")
+
+
+def _public(url: str) -> str:
+    """The URL without its query (which may carry a signed token) for messages."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    params: dict | None = None,
+    headers: dict | None = None,
+    secret_headers: dict | None = None,
+    key_env: str | None = "TNG_API_KEY",
+    key_allowed: Callable[[str], bool] | None = None,
+    sha256: str | None = None,
+    check: Callable[[Path], None] | None = None,
+    policy: Policy = Policy(),
+    session: requests.Session | None = None,
+    progress=None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
+    """Fetch `url` (with query `params`) to `dest`; returns `dest`.
+
+    `secret_headers` (e.g. {"api-key": key}) are sent only to hosts `key_allowed`
+    accepts (default `same_site(url)`); `key_env` names where the key came from,
+    for the 401/403 message (None: a public server). `sha256`: expected hex digest, checked when given.
+    `check(path)`: raises on bad content (called on the complete `.part`).
+    `progress`: a tqdm-like object with `update(n)`, `reset(total)`; optional.
+    Raises AuthError on 401/403, DownloadError when the bounds are exhausted; the
+    `.part` is kept after transient failures so the next call resumes it.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    session = session or requests.Session()
+    secret = dict(secret_headers or {})
+    key_allowed = key_allowed or same_site(url)
+    stalls = refetches = 0
+    wait = policy.backoff_s
+
+    def fail(reason: str, delay: float | None = None) -> None:
+        nonlocal stalls, wait
+        stalls += 1
+        if stalls > policy.retries:
+            raise DownloadError(f"{_public(url)}: giving up after {policy.retries} retries ({reason})")
+        delay = min(policy.max_backoff_s, wait if delay is None else delay)
+        log.warning("%s: %s; retry %d/%d in %.1f s", _public(url), reason, stalls, policy.retries, delay)
+        sleep(delay)
+        wait = min(policy.max_backoff_s, wait * 2)
+
+    while True:
+        offset = part.stat().st_size if part.exists() else 0
+        # identity encoding: byte offsets and Content-Length then refer to the file itself
+        range_header = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
+        try:
+            response = _open(session, url, params, {**(headers or {}), **range_header}, secret,
+                             key_allowed, policy)
+        except (requests.ConnectionError, requests.Timeout) as err:
+            fail(f"{type(err).__name__}")
+            continue
+        with response:
+            status = response.status_code
+            if status in AUTH_STATUS:
+                raise _auth_error(url, response, key_env)
+            if status == 416:  # our offset is at or past the end: restart if the .part is not exactly whole
+                _, total = _content_range_total(response)
+                if total is not None and offset == total:
+                    size_known = total
+                else:
+                    part.unlink(missing_ok=True)
+                    fail("requested range not satisfiable; restarting from byte 0")
+                    continue
+            elif status in RETRY_STATUS:
+                fail(f"HTTP {status}", retry_after(response, wait))
+                continue
+            elif status not in (200, 206):
+                raise DownloadError(f"{_public(url)}: HTTP {status} ({response.reason})")
+            else:
+                first, total = _content_range_total(response)
+                length = response.headers.get("Content-Length")
+                if status == 206 and first != offset:
+                    part.unlink(missing_ok=True)
+                    fail(f"server resumed at byte {first}, not {offset}; restarting")
+                    continue
+                if status == 200:
+                    offset = 0  # the server ignored Range (or there was none): start over
+                size_known = total if total is not None else (
+                    offset + int(length) if length is not None else None)
+                if progress is not None:
+                    progress.reset(total=size_known)
+                    progress.update(offset)
+                got = 0
+                try:
+                    with open(part, "r+b" if offset else "wb") as f:
+                        f.seek(offset)
+                        f.truncate()
+                        # read1 hands over bytes as they arrive, so a drop loses none of them
+                        while block := response.raw.read1(BLOCK, decode_content=False):
+                            f.write(block)
+                            got += len(block)
+                            if progress is not None:
+                                progress.update(len(block))
+                except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as err:
+                    if got:
+                        stalls, wait = 0, policy.backoff_s
+                    fail(f"connection dropped after {offset + got} bytes ({type(err).__name__}); resuming")
+                    continue
+                if got:
+                    stalls, wait = 0, policy.backoff_s
+        size = part.stat().st_size if part.exists() else 0
+        if size_known is not None and size < size_known:
+            fail(f"got {size} of {size_known} bytes; resuming")
+            continue
+        if size_known is not None and size > size_known:
+            part.unlink()
+            fail(f"got {size} bytes, more than the announced {size_known}; restarting")
+            continue
+        problem = None
+        if sha256 is not None and (digest := _sha256(part)) != sha256.lower():
+            problem = f"SHA-256 {digest} differs from the archive's {sha256}"
+        elif check is not None:
+            try:
+                check(part)
+            except Exception as err:  # any content failure means: fetch it again
+                problem = f"content check failed: {err}"
+        if problem:
+            part.unlink()
+            refetches += 1
+            if refetches > policy.retries:
+                raise DownloadError(f"{_public(url)}: {problem} (after {refetches} fetches)")
+            log.warning("%s: %s; fetching again", _public(url), problem)
+            continue
+        os.replace(part, dest)
+        return dest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def get_json(url: str, *, secret_headers: dict | None = None, key_env: str | None = "TNG_API_KEY",
+             policy: Policy = Policy(), session: requests.Session | None = None,
+             sleep: Callable[[float], None] = time.sleep):
+    """GET a JSON document (an API listing) with the same retries, redirects and key handling.
+
+    Returns the parsed JSON, or None on 404 (an endpoint this archive does not offer).
+    """
+    text = get_text(url, secret_headers=secret_headers, key_env=key_env, policy=policy,
+                    session=session, sleep=sleep)
+    return None if text is None else json.loads(text)
+
+
+def get_text(url: str, *, secret_headers: dict | None = None, key_env: str | None = "TNG_API_KEY",
+             policy: Policy = Policy(), session: requests.Session | None = None,
+             sleep: Callable[[float], None] = time.sleep) -> str | None:
+    """GET a small text document with retries; None on 404."""
+    session = session or requests.Session()
+    allowed = same_site(url)
+    wait = policy.backoff_s
+    for attempt in range(policy.retries + 1):
+        try:
+            response = _open(session, url, None, {"Accept": "application/json, text/plain"},
+                             dict(secret_headers or {}), allowed, policy)
+        except (requests.ConnectionError, requests.Timeout) as err:
+            reason, delay = type(err).__name__, wait
+        else:
+            with response:
+                if response.status_code in AUTH_STATUS:
+                    raise _auth_error(url, response, key_env)
+                if response.status_code == 404:
+                    return None
+                if response.status_code == 200:
+                    try:
+                        return response.content.decode()
+                    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as err:
+                        reason, delay = type(err).__name__, wait
+                elif response.status_code in RETRY_STATUS:
+                    reason, delay = f"HTTP {response.status_code}", retry_after(response, wait)
+                else:
+                    raise DownloadError(f"{_public(url)}: HTTP {response.status_code} ({response.reason})")
+        if attempt == policy.retries:
+            raise DownloadError(f"{_public(url)}: giving up after {policy.retries} retries ({reason})")
+        delay = min(policy.max_backoff_s, delay)
+        log.warning("%s: %s; retry %d/%d in %.1f s", _public(url), reason, attempt + 1, policy.retries, delay)
+        sleep(delay)
+        wait = min(policy.max_backoff_s, wait * 2)
+    raise AssertionError("unreachable")

@@ -1,0 +1,285 @@
+"""The paper's HOD benchmark (Kasmanoff et al. 2020, sec. 2.3), built from the hydro run
+and applied to the gravity-only run's own halos and subhalos.
+
+1. Halos of the hydro run are binned by halo mass (log-spaced edges).
+2. In each bin, the stellar masses [Msun/h] of the hydro centrals (a halo's
+   `GroupFirstSub`) and of its satellites (every other subhalo) form two
+   empirical distributions. Subhalos without stars are kept (as zeros), so the
+   sampled catalogue also reproduces the fraction of dark subhalos.
+3. Every gravity-only halo is binned the same way; its central and its
+   satellites draw stellar masses (with replacement) from the distributions of
+   that bin.
+4. Satellite masses are multiplied, per bin, by the ratio of the mean number of
+   satellites per halo (hydro / gravity-only) and by the ratio of the mean halo
+   mass (hydro / gravity-only): the baryonic corrections of the paper.
+
+Halos outside the bin range are put in the nearest edge bin; a bin without a
+hydro central (or satellite) draws from the nearest bin that has one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Catalogue:
+    """A halo catalogue reduced to what the HOD needs (library units).
+
+    halo_mass [Msun/h, (n_halo,)]; first_sub (n_halo,) index of each halo's central
+    subhalo or -1; sub_halo (n_sub,) the host halo of each subhalo (SubhaloGrNr);
+    sub_pos [Mpc/h, (n_sub, 3)]; sub_stellar [Msun/h, (n_sub,)] (hydro run only).
+    """
+
+    halo_mass: np.ndarray
+    first_sub: np.ndarray
+    sub_halo: np.ndarray
+    sub_pos: np.ndarray | None = None
+    sub_stellar: np.ndarray | None = None
+
+
+def load_catalogue(base: str, snap: int, halo_mass_field: str, stellar: bool) -> Catalogue:
+    """Read a TNG-layout group catalogue into a `Catalogue` (stellar masses if `stellar`)."""
+    from .tng import load_halos, load_subhalos
+
+    halos = load_halos(base, snap, [halo_mass_field, "GroupFirstSub"])
+    fields = ["SubhaloGrNr", "SubhaloPos"] + (["SubhaloMassType"] if stellar else [])
+    subs = load_subhalos(base, snap, fields)
+    if halos["count"] == 0 or subs["count"] == 0:
+        raise ValueError(f"{base} snapshot {snap}: the group catalogue has no halos or no subhalos")
+    return Catalogue(
+        halo_mass=np.asarray(halos[halo_mass_field], np.float64),
+        first_sub=np.asarray(halos["GroupFirstSub"], np.int64),
+        sub_halo=np.asarray(subs["SubhaloGrNr"], np.int64),
+        sub_pos=np.asarray(subs["SubhaloPos"], np.float64),
+        sub_stellar=np.asarray(subs["SubhaloMassType"][:, 4], np.float64) if stellar else None,
+    )
+
+
+def is_central(cat: Catalogue) -> np.ndarray:
+    """(n_sub,) bool: the subhalo is its host halo's `GroupFirstSub`."""
+    idx = np.arange(len(cat.sub_halo))
+    return cat.first_sub[cat.sub_halo] == idx
+
+
+def satellite_counts(cat: Catalogue) -> np.ndarray:
+    """(n_halo,) number of satellites (subhalos other than the central) in each halo."""
+    n_sub = np.bincount(cat.sub_halo, minlength=len(cat.halo_mass))
+    return np.where(cat.first_sub >= 0, n_sub - 1, n_sub)
+
+
+def bin_edges(halo_mass: np.ndarray, n_bins: int, mass_min: float | None, mass_max: float | None) -> np.ndarray:
+    """(n_bins + 1,) log10 halo-mass edges [log10 Msun/h]; None ends take the sample's range."""
+    m = halo_mass[halo_mass > 0]
+    lo = np.log10(mass_min) if mass_min else np.log10(m.min())
+    hi = np.log10(mass_max) if mass_max else np.log10(m.max())
+    if not hi > lo:
+        raise ValueError(f"HOD mass range is empty: [{10**lo:.3g}, {10**hi:.3g}] Msun/h")
+    return np.linspace(lo, hi, n_bins + 1)
+
+
+def assign_bins(halo_mass: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin index of each halo; masses beyond the edges go to the first / last bin."""
+    logm = np.log10(np.maximum(halo_mass, np.finfo(np.float64).tiny))
+    return np.clip(np.searchsorted(edges, logm, side="right") - 1, 0, len(edges) - 2)
+
+
+@dataclass
+class HOD:
+    """Per-bin stellar-mass pools of the hydro run and the statistics behind the corrections.
+
+    edges: (n_bins + 1,) log10 halo mass; centrals[b], satellites[b]: stellar masses
+    [Msun/h] of the hydro centrals / satellites in bin b; n_halo[b]: hydro halos with a
+    central; n_sat[b]: their satellites; mass_sum[b]: their summed halo mass [Msun/h].
+    """
+
+    edges: np.ndarray
+    centrals: list[np.ndarray]
+    satellites: list[np.ndarray]
+    n_halo: np.ndarray
+    n_sat: np.ndarray
+    mass_sum: np.ndarray
+
+
+def _occupied(cat: Catalogue) -> np.ndarray:
+    """Halos that host at least one subhalo (hence a central)."""
+    return cat.first_sub >= 0
+
+
+def halo_statistics(cat: Catalogue, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bin: number of occupied halos, their satellites, their summed mass [Msun/h]."""
+    n = len(edges) - 1
+    occ = _occupied(cat)
+    b = assign_bins(cat.halo_mass[occ], edges)
+    n_halo = np.bincount(b, minlength=n)
+    n_sat = np.bincount(b, weights=satellite_counts(cat)[occ], minlength=n).astype(np.int64)
+    mass_sum = np.bincount(b, weights=cat.halo_mass[occ], minlength=n)
+    return n_halo, n_sat, mass_sum
+
+
+def fit(hydro: Catalogue, n_bins: int, mass_min: float | None = None, mass_max: float | None = None) -> HOD:
+    """Bin the hydro halos and collect the central and satellite stellar-mass pools."""
+    if hydro.sub_stellar is None:
+        raise ValueError("the hydro catalogue needs subhalo stellar masses")
+    occ = _occupied(hydro)
+    edges = bin_edges(hydro.halo_mass[occ], n_bins, mass_min, mass_max)
+    sub_bin = assign_bins(hydro.halo_mass[hydro.sub_halo], edges)
+    cen = is_central(hydro)
+    centrals = [hydro.sub_stellar[cen & (sub_bin == b)] for b in range(n_bins)]
+    satellites = [hydro.sub_stellar[~cen & (sub_bin == b)] for b in range(n_bins)]
+    return HOD(edges, centrals, satellites, *halo_statistics(hydro, edges))
+
+
+def corrections(hod: HOD, dark: Catalogue) -> dict[str, np.ndarray]:
+    """Per-bin satellite corrections and the gravity-only statistics behind them.
+
+    sat_ratio[b] = (n_sat / n_halo)_hydro / (n_sat / n_halo)_dark and
+    mass_ratio[b] = (mass_sum / n_halo)_hydro / (mass_sum / n_halo)_dark; a ratio whose
+    denominator or numerator bin is empty is 1 (nothing to correct, or no information).
+    """
+    n_halo, n_sat, mass_sum = halo_statistics(dark, hod.edges)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sat_h = hod.n_sat / hod.n_halo
+        sat_d = n_sat / n_halo
+        mass_h = hod.mass_sum / hod.n_halo
+        mass_d = mass_sum / n_halo
+        sat_ratio = np.where((hod.n_halo > 0) & (n_sat > 0), sat_h / sat_d, 1.0)
+        mass_ratio = np.where((hod.n_halo > 0) & (n_halo > 0), mass_h / mass_d, 1.0)
+    return dict(n_halo=n_halo, n_sat=n_sat, mass_sum=mass_sum, sat_ratio=sat_ratio, mass_ratio=mass_ratio)
+
+
+def _nearest_nonempty(pools: list[np.ndarray]) -> np.ndarray:
+    """For each bin, the index of the nearest bin whose pool is non-empty."""
+    full = np.flatnonzero([len(p) > 0 for p in pools])
+    if len(full) == 0:
+        raise ValueError("no HOD bin has any hydro subhalo of this kind")
+    b = np.arange(len(pools))
+    return full[np.abs(b[:, None] - full[None, :]).argmin(axis=1)]
+
+
+def sample(hod: HOD, dark: Catalogue, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Stellar masses [Msun/h] for every gravity-only subhalo, with central flag and bin.
+
+    Returns stellar_mass, central (bool), bin (n_sub,), plus the `corrections` arrays.
+    """
+    corr = corrections(hod, dark)
+    sub_bin = assign_bins(dark.halo_mass[dark.sub_halo], hod.edges)
+    cen = is_central(dark)
+    mass = np.zeros(len(dark.sub_halo))
+    for central, pools in ((True, hod.centrals), (False, hod.satellites)):
+        source = _nearest_nonempty(pools)
+        for b in range(len(pools)):
+            idx = np.flatnonzero((cen == central) & (sub_bin == b))
+            if len(idx) == 0:
+                continue
+            pool = pools[source[b]]
+            draw = pool[rng.integers(0, len(pool), size=len(idx))]
+            if not central:
+                draw = draw * corr["sat_ratio"][b] * corr["mass_ratio"][b]
+            mass[idx] = draw
+    return dict(stellar_mass=mass, central=cen, bin=sub_bin, **corr)
+
+
+def deposit_cube(pos: np.ndarray, mass: np.ndarray, box_size: float, n_grid: int,
+                 start, size: int, mas: str = "CIC") -> np.ndarray:
+    """Deposit point masses [Msun/h] at `pos` [Mpc/h] and return the periodic cube
+    [start, start + size) of the n_grid^3 parent grid, float32 (size, size, size).
+
+    The same Pylians assignment as a whole-box deposit, done on a padded local grid
+    so a 2048^3 parent never has to exist in memory.
+    """
+    import MAS_library as MASL
+
+    cell = box_size / n_grid
+    pad = 3  # beyond the widest kernel Pylians offers (PCS reaches 2 cells)
+    m = size + 2 * pad
+    if m >= n_grid:  # the cube is (nearly) the whole box: deposit the box, then cut
+        grid = np.zeros((n_grid,) * 3, np.float32)
+        MASL.MA(np.mod(pos, box_size).astype(np.float32), grid, np.float32(box_size), mas,
+                W=mass.astype(np.float32), verbose=False)
+        from .fields import read_periodic
+        return read_periodic(grid, start, (size,) * 3)
+    origin = (np.asarray(start, np.float64) - pad) * cell
+    local = np.mod(pos - origin, box_size)  # periodic offset from the padded cube's corner
+    keep = np.all(local < (m - 1) * cell, axis=1) & np.all(local >= cell, axis=1)
+    grid = np.zeros((m,) * 3, np.float32)
+    if keep.any():
+        MASL.MA(local[keep].astype(np.float32), grid, np.float32(m * cell), mas,
+                W=mass[keep].astype(np.float32), verbose=False)
+    return grid[pad:pad + size, pad:pad + size, pad:pad + size].copy()
+
+
+def stellar_mass_function(mass: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Number of galaxies per log10 stellar-mass bin (edges in log10 Msun/h)."""
+    m = mass[mass > 0]
+    return np.histogram(np.log10(m), bins=edges)[0]
+
+
+SMF_EDGES = np.arange(7.0, 13.01, 0.25)
+"""log10 stellar-mass edges [Msun/h] of the stellar mass function written to bins.json."""
+
+
+def run(dark_base: str, hydro_base: str, snap: int, truth_attrs: dict, cube_start, cube_size: int,
+        n_bins: int, mass_min: float | None, mass_max: float | None, halo_mass_field: str,
+        seed: int) -> tuple[np.ndarray, dict, dict]:
+    """Fit the HOD on the hydro run, paint the gravity-only run, deposit the test cube.
+
+    `truth_attrs` are the attributes of the hydro stellar-mass field (box_size, n_grid,
+    mas), so the HOD cube is deposited exactly like the truth. Returns (cube float32
+    (size,)^3 [Msun/h per voxel], catalogue columns, bins report).
+    """
+    import logging
+
+    log = logging.getLogger("dm2gal.hod")
+    hydro = load_catalogue(hydro_base, snap, halo_mass_field, stellar=True)
+    dark = load_catalogue(dark_base, snap, halo_mass_field, stellar=False)
+    log.info("hydro: %d halos, %d subhalos; gravity-only: %d halos, %d subhalos",
+             len(hydro.halo_mass), len(hydro.sub_halo), len(dark.halo_mass), len(dark.sub_halo))
+    hod = fit(hydro, n_bins, mass_min, mass_max)
+    painted = sample(hod, dark, np.random.default_rng(seed))
+    cube = deposit_cube(dark.sub_pos, painted["stellar_mass"], truth_attrs["box_size"],
+                        truth_attrs["n_grid"], cube_start, cube_size, truth_attrs["mas"])
+    log.info("HOD: %d galaxies with M* > 0 in the box, %.4g Msun/h in the test cube",
+             int((painted["stellar_mass"] > 0).sum()), float(cube.sum(dtype=np.float64)))
+    columns = dict(position=dark.sub_pos, stellar_mass=painted["stellar_mass"],
+                   host_subhalo=np.arange(len(dark.sub_halo)), central=painted["central"])
+    report = dict(
+        halo_mass_field=halo_mass_field, seed=seed, log10_edges=hod.edges.tolist(),
+        bins=[dict(n_halo_hydro=int(hod.n_halo[b]), n_halo_dark=int(painted["n_halo"][b]),
+                   n_central_hydro=len(hod.centrals[b]), n_satellite_hydro=len(hod.satellites[b]),
+                   n_satellite_dark=int(painted["n_sat"][b]),
+                   sat_ratio=float(painted["sat_ratio"][b]), mass_ratio=float(painted["mass_ratio"][b]),
+                   median_central_stellar_mass=float(np.median(hod.centrals[b])) if len(hod.centrals[b]) else None)
+              for b in range(n_bins)],
+        smf=dict(log10_edges=SMF_EDGES.tolist(),
+                 truth=stellar_mass_function(hydro.sub_stellar, SMF_EDGES).tolist(),
+                 hod=stellar_mass_function(painted["stellar_mass"], SMF_EDGES).tolist()),
+    )
+    return cube, columns, report
+
+
+def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_json, out_field, out_catalogue,
+              out_bins, *, n_bins: int, mass_min: float | None, mass_max: float | None, halo_mass_field: str,
+              seed: int) -> dict:
+    """The hod rule: the test-cube field (attributes like a painted cube), catalogue and bins.json."""
+    import json
+
+    from .atomic import atomic_path
+    from .catalogue import write_catalogue
+    from .fields import open_field, write_field
+    from .paint import painted_attrs, read_cube
+
+    truth_attrs = dict(open_field(truth_path).attrs)
+    start, size = read_cube(cubes_json, "test")
+    cube, columns, report = run(dark_base, hydro_base, snapshot, truth_attrs, start, size, n_bins, mass_min,
+                                mass_max, halo_mass_field, seed)
+    attrs = painted_attrs(truth_attrs, start, size, "hod", "dark", model="HOD (Kasmanoff et al. 2020, sec. 2.3)")
+    attrs["label"] = "HOD benchmark: hydro halo-mass bins sampled onto gravity-only subhalos"
+    write_field(out_field, cube, attrs)
+    write_catalogue(out_catalogue, attrs=dict(box_size=float(truth_attrs["box_size"]), source="dark", mode="hod",
+                                              seed=seed), **columns)
+    with atomic_path(out_bins) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    return report

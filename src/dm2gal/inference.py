@@ -1,0 +1,72 @@
+"""Batched prediction of log10 stellar mass at voxels of fields held in memory, and checkpoint loading.
+
+Validation painting during training and the paint stage both call `predict`; patches
+come from `dm2gal.sampler.PatchSource.cut` (the training code path, unrotated).
+Checkpoints are plain dicts (see `checkpoint_dict`): the architecture, the weights,
+the normalisation statistics and the training hyper-parameters, so one file
+rebuilds the model. Imports only numpy and torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from .model import build_model
+from .sampler import PatchSource
+
+CHECKPOINT_FORMAT = "dm2gal-checkpoint-1"
+NORMALISATION_KEYS = ("input_mean", "input_std", "target_mean", "target_std")
+"""input_* : (2,) mean/std of log10(1 + M [Msun/h]) for [dm_mass, subhalo_mass];
+target_* : mean/std of log10 M* [Msun/h] over the training voxels."""
+
+
+def checkpoint_dict(net: torch.nn.Module, normalisation: dict, hparams: dict, **extra) -> dict:
+    """Everything needed to rebuild and use the model, in plain types (loads with weights_only)."""
+    return {"format": CHECKPOINT_FORMAT, "model_config": dict(net.config),
+            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "normalisation": {k: np.asarray(normalisation[k], dtype=float).tolist() for k in NORMALISATION_KEYS},
+            "hparams": dict(hparams), **extra}
+
+
+def load_model(ckpt_path, device: str | torch.device = "cpu") -> tuple[torch.nn.Sequential, dict]:
+    """(network in eval mode on `device`, normalisation dict) from a dm2gal checkpoint."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{ckpt_path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    net = build_model(ckpt["model_config"])
+    net.load_state_dict(ckpt["state_dict"])
+    return net.to(device).eval(), ckpt["normalisation"]
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict(net: torch.nn.Module, source: PatchSource, coords, normalisation: dict,
+            batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """log10 M* [Msun/h] predicted at voxels `coords` (N, 3) of `source`; (N,) float64.
+
+    The network runs on its own device (bf16 autocast on GPU) in eval mode; patches
+    are cut on the source's device and moved over. The caller restores train mode.
+    """
+    net.eval()
+    device = next(net.parameters()).device
+    patch = int(net.config["patch"])
+    coords = torch.as_tensor(np.asarray(coords), dtype=torch.int64)
+    out = np.empty(len(coords), dtype=np.float64)
+    starts = range(0, len(coords), batch_size)
+    if progress:
+        from tqdm import tqdm
+        starts = tqdm(starts, desc="predict", mininterval=10)
+    for a in starts:
+        x = source.cut(coords[a:a + batch_size], None, patch).to(device, non_blocking=True)
+        with _autocast(device):
+            y = net(x.float() if device.type == "cpu" else x).float().squeeze(1)
+        out[a:a + len(y)] = y.cpu().numpy()
+    return out * float(normalisation["target_std"]) + float(normalisation["target_mean"])

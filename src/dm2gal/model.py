@@ -1,0 +1,109 @@
+"""The dm2gal network: a plain stack of valid 3D convolutions read by two dense layers.
+
+Input: (B, 2, P, P, P) normalised dark-matter and subhalo mass patches; output (B, 1):
+the normalised log10 stellar mass of the centre voxel. Stages of conv-BN-ReLU blocks
+alternate a large kernel with stride 1 and kernel 3 with stride 2 (Kasmanoff et al.
+2020); after the last stage the (C, s, s, s) latent is flattened and passed through
+two fully connected layers. Convolutions are unpadded ("valid"), and the patch size
+must make every strided convolution cover its input exactly, so the receptive field
+of the output is the whole patch, centred on the centre voxel. That is what lets the
+paint stage turn strided layers into dilated ones and paint densely by shift and
+stitch. The network is an `nn.Sequential` of Conv3d/BatchNorm3d/ReLU, then
+Flatten/Linear/ReLU/Linear. Imports only torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+PRESETS = {
+    # The paper's network: 65^3 input, six stages, the latent is 128 x 3^3.
+    "paper": dict(patch=65, channels=[16, 32, 32, 64, 64, 128], kernels=[7, 3, 7, 3, 5, 3],
+                  strides=[1, 2, 1, 2, 1, 2], blocks=[1, 1, 1, 1, 1, 1], hidden=128),
+    # The CPU default for the mini-universe: 29^3 input, the same six-stage pattern.
+    "small": dict(patch=29, channels=[4, 8, 8, 16, 16, 32], kernels=[3, 3, 3, 3, 3, 3],
+                  strides=[1, 2, 1, 2, 1, 2], blocks=[1, 1, 1, 1, 1, 1], hidden=32),
+}
+IN_CHANNELS = 2
+"""Dark-matter mass and gravity-only subhalo mass."""
+
+
+def model_config(preset: str = "small", capacity: float = 1.0, **overrides) -> dict:
+    """The full architecture description: a preset, its overrides (None = keep), and a
+    capacity factor multiplying every channel count and the hidden width."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+    cfg = dict(PRESETS[preset])
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    cfg["channels"] = [max(1, round(c * capacity)) for c in cfg["channels"]]
+    cfg["hidden"] = max(1, round(cfg["hidden"] * capacity))
+    cfg["in_channels"] = IN_CHANNELS
+    latent_size(cfg)  # validates
+    return cfg
+
+
+def _layers(cfg: dict):
+    """(kernel, stride, in_channels, out_channels) of every convolution, in order."""
+    lengths = {len(cfg[k]) for k in ("channels", "kernels", "strides", "blocks")}
+    if len(lengths) != 1:
+        raise ValueError("model channels, kernels, strides and blocks must have one entry per stage")
+    c_in = cfg.get("in_channels", IN_CHANNELS)
+    for c, k, s, nb in zip(cfg["channels"], cfg["kernels"], cfg["strides"], cfg["blocks"]):
+        for b in range(nb):
+            yield k, (s if b == 0 else 1), c_in, c
+            c_in = c
+
+
+def latent_size(cfg: dict) -> int:
+    """Edge s of the last stage's output for patch P; raises unless every convolution
+    covers its input exactly (odd kernels; (size - k) divisible by the stride)."""
+    size = cfg["patch"]
+    for i, (k, s, _, _) in enumerate(_layers(cfg)):
+        if k % 2 != 1 or s < 1:
+            raise ValueError(f"convolution {i}: kernel {k} must be odd and stride {s} >= 1")
+        if size < k or (size - k) % s:
+            valid = ", ".join(str(p) for p in valid_patches(cfg, limit=5))
+            raise ValueError(f"patch {cfg['patch']} does not fit the network exactly (convolution {i} sees "
+                             f"{size} voxels with kernel {k}, stride {s}); patch sizes that fit: {valid}")
+        size = (size - k) // s + 1
+    return size
+
+
+def valid_patches(cfg: dict, limit: int = 5) -> list[int]:
+    """The smallest `limit` patch sizes the architecture covers exactly."""
+    out = []
+    for latent in range(1, 2 * limit + 2):
+        size = latent
+        for k, s, _, _ in reversed(list(_layers(cfg))):
+            size = (size - 1) * s + k
+        out.append(size)
+    return sorted(set(out))[:limit]
+
+
+def build_model(cfg: dict) -> nn.Sequential:
+    """The network for an architecture description from `model_config` (kept as `net.config`)."""
+    s = latent_size(cfg)
+    layers: list[nn.Module] = []
+    for k, stride, c_in, c_out in _layers(cfg):
+        layers += [nn.Conv3d(c_in, c_out, k, stride=stride, bias=False), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True)]
+    layers += [nn.Flatten(), nn.Linear(cfg["channels"][-1] * s ** 3, cfg["hidden"]), nn.ReLU(inplace=True),
+               nn.Linear(cfg["hidden"], 1)]
+    net = nn.Sequential(*layers)
+    net.config = dict(cfg)  # the architecture travels with the network (checkpoints, inference)
+    return net
+
+
+def forward_flops(cfg: dict) -> int:
+    """Multiply-adds x 2 of one forward pass for one sample (convolutions and linear layers)."""
+    size, flops = cfg["patch"], 0
+    for k, s, c_in, c_out in _layers(cfg):
+        size = (size - k) // s + 1
+        flops += 2 * size ** 3 * k ** 3 * c_in * c_out
+    flops += 2 * cfg["channels"][-1] * latent_size(cfg) ** 3 * cfg["hidden"] + 2 * cfg["hidden"]
+    return flops
+
+
+def n_parameters(net: nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in net.parameters())

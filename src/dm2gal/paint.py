@@ -1,0 +1,351 @@
+"""Paint a gravity-only volume with the selected model: stellar mass field and mock catalogue.
+
+Modes. `honest`: the voxels painted are chosen from the gravity-only run alone
+(`dm2gal.occupancy`: subhalo mass above a threshold calibrated on the training
+region). `oracle`: the paper's procedure, painting only voxels where the *hydro truth*
+has M* > min_mass; kept to reproduce the paper's figure and labelled as such in the
+field's attributes.
+
+Methods. `dense`: the network in shift-and-stitch form (`dm2gal.dense`) evaluated
+tile by tile over the region (tiles without a candidate are skipped). `per_voxel`:
+one patch per candidate voxel, batched (`dm2gal.inference.predict`), the paper's way.
+Both read inputs from memory when the region and its halo fit in `max_memory_gb`,
+else tile by tile from Zarr; the output is written to Zarr tile by tile, so painting
+a whole 2048^3 box never holds it in memory (dense method).
+
+The painted value of a voxel is 10 ** (predicted log10 M*) [Msun/h], 0 elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fields import create_field, field_attrs, open_field, read_periodic
+
+log = logging.getLogger("dm2gal.paint")
+
+MODES = ("honest", "oracle")
+METHODS = ("dense", "per_voxel")
+ORACLE_LABEL = ("oracle positions (the paper's procedure, Kasmanoff et al. 2020): painted only where the "
+                "hydro truth has a galaxy; NOT a gravity-only prediction")
+
+
+class PatchMismatchError(ValueError):
+    """The model cannot paint these fields (patch size or voxel size differ)."""
+
+
+def check_model(config: dict, expected_patch: int | None, n_grid: int, voxel_size: float,
+                trained_voxel_size: float | None) -> int:
+    """The model's patch size P, after refusing a model that does not fit the fields/config.
+
+    `config` is the checkpoint's model_config; `expected_patch` the patch of the run's
+    model config; `voxel_size` [Mpc/h] that of the fields to paint and
+    `trained_voxel_size` that of the fields the model was trained on.
+    """
+    patch = int(config["patch"])
+    if expected_patch is not None and patch != int(expected_patch):
+        raise PatchMismatchError(
+            f"the selected model reads {patch}^3-voxel patches but the configuration asks for "
+            f"{expected_patch}^3 (model section of config.yaml): retrain, or set the model patch to {patch}")
+    if patch > n_grid:
+        raise PatchMismatchError(f"the model's {patch}^3 patch is larger than the {n_grid}^3 fields to paint")
+    if trained_voxel_size is not None and not math.isclose(voxel_size, trained_voxel_size, rel_tol=1e-3):
+        raise PatchMismatchError(
+            f"the fields to paint have {voxel_size:.5g} Mpc/h voxels but the model was trained on "
+            f"{trained_voxel_size:.5g} Mpc/h voxels: its {patch}^3 patch would cover "
+            f"{patch * voxel_size:.4g} instead of {patch * trained_voxel_size:.4g} Mpc/h; grid the run "
+            f"with the training voxel size")
+    return patch
+
+
+@dataclass
+class Inputs:
+    """The raw input fields [Msun/h] around a region, readable by (first voxel, shape).
+
+    Holds the region plus its halo in memory (`cache`) when it fits, else reads the
+    Zarr fields (periodically) on each call.
+    """
+
+    fields: list  # Zarr arrays: dm_mass, subhalo_mass
+    start: tuple[int, int, int]
+    halo: int
+    cache: np.ndarray | None = None
+
+    @classmethod
+    def open(cls, paths, start, size: int, patch: int, max_bytes: float) -> "Inputs":
+        fields = [open_field(p) for p in paths]
+        half = patch // 2
+        first = tuple(int(s) - half for s in start)
+        side = size + patch - 1
+        inp = cls(fields, first, 0)
+        if len(fields) * side ** 3 * 4 <= max_bytes:
+            log.info("reading the %d^3 input region (with its %d-voxel halo) into memory", side, half)
+            inp.cache = np.stack([read_periodic(f, first, (side,) * 3) for f in fields]).astype(np.float32)
+        return inp
+
+    def read(self, first, shape) -> np.ndarray:
+        """(C, *shape) raw masses whose first voxel is `first` (parent-grid indices)."""
+        if self.cache is not None:
+            local = [int(f) - int(s) for f, s in zip(first, self.start)]
+            if all(a >= 0 and a + b <= n for a, b, n in zip(local, shape, self.cache.shape[1:])):
+                return self.cache[:, local[0]:local[0] + shape[0], local[1]:local[1] + shape[1],
+                                  local[2]:local[2] + shape[2]]
+        return np.stack([read_periodic(f, first, shape) for f in self.fields]).astype(np.float32)
+
+
+def normaliser(normalisation: dict, device):
+    """(C, ...) raw masses [numpy] -> the network's normalised (1, C, ...) float32 input on `device`
+    (log10(1 + M), standardised per channel, computed on the device)."""
+    import torch
+
+    mean = torch.tensor(normalisation["input_mean"], dtype=torch.float32, device=device)
+    std = torch.tensor(normalisation["input_std"], dtype=torch.float32, device=device)
+
+    def apply(x: np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+        shape = (-1,) + (1,) * (t.dim() - 1)
+        return ((torch.log10(1.0 + t) - mean.view(shape)) / std.view(shape))[None]
+    return apply
+
+
+def occupancy_mask(mode: str, sub_block: np.ndarray, threshold: float | None, truth_block: np.ndarray | None,
+                   min_mass: float) -> np.ndarray:
+    """The voxels to paint in a block: honest candidates, or (oracle) true galaxies."""
+    from .occupancy import candidates
+
+    if mode == "honest":
+        return candidates(sub_block, threshold)
+    if mode == "oracle":
+        return truth_block > min_mass
+    raise ValueError(f"paint mode must be one of {MODES}, got {mode!r}")
+
+
+def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size: int, attrs: dict,
+          mode: str = "honest", threshold: float | None = None, truth_path=None, min_mass: float = 1e8,
+          method: str = "dense", tile: int = 64, batch: int = 256, device: str = "cpu",
+          max_memory_gb: float = 8.0) -> dict:
+    """Paint the region [start, start + size)^3 of the input fields into a Zarr field at `out_path`.
+
+    `attrs` are the output field's attributes (see `painted_attrs`). `threshold`
+    [Msun/h] is needed in honest mode, `truth_path` (hydro stellar mass) in oracle
+    mode. Write through `dm2gal.atomic.atomic_path`. Returns a summary (voxels painted,
+    seconds, voxels per second).
+    """
+    import time
+
+    import torch
+    from tqdm import tqdm
+
+    if method not in METHODS:
+        raise ValueError(f"paint method must be one of {METHODS}, got {method!r}")
+    if mode == "honest" and threshold is None:
+        raise ValueError("honest painting needs the occupancy threshold")
+    if mode == "oracle" and truth_path is None:
+        raise ValueError("oracle painting needs the hydro stellar-mass field")
+    from .dense import output_tiles, to_dense
+
+    patch = int(net.config["patch"])
+    half = patch // 2
+    net = net.to(device).eval()
+    dense = to_dense(net).to(device)
+    if dense.patch != patch:
+        raise PatchMismatchError(f"the network's receptive field is {dense.patch}^3, not its {patch}^3 patch")
+    # dense tiles are rounded up to a multiple of the network's stride: keep that margin in memory too
+    inputs = Inputs.open([dm_path, sub_path], start, size + dense.stride - 1, patch, max_memory_gb * 2 ** 30)
+    truth = open_field(truth_path) if mode == "oracle" else None
+    norm = normaliser(normalisation, device)
+    t_mean, t_std = float(normalisation["target_mean"]), float(normalisation["target_std"])
+    out = create_field(out_path, attrs)
+    n_painted = 0
+    t0 = time.perf_counter()
+    painted_mass = 0.0
+    if method == "dense":
+        tiles = output_tiles(size, tile, dense.stride)
+        for offset, shape in tqdm(tiles, desc=f"paint ({mode}, dense)", mininterval=10):
+            first = tuple(int(s) + o for s, o in zip(start, offset))
+            padded = tuple(-(-t // dense.stride) * dense.stride for t in shape)
+            raw = inputs.read(tuple(f - half for f in first), tuple(p + patch - 1 for p in padded))
+            sub_block = raw[1, half:half + shape[0], half:half + shape[1], half:half + shape[2]]
+            truth_block = read_periodic(truth, first, shape) if truth is not None else None
+            mask = occupancy_mask(mode, sub_block, threshold, truth_block, min_mass)
+            block = np.zeros(shape, np.float32)
+            if mask.any():
+                with torch.no_grad():
+                    y = dense(norm(raw))
+                y = y[0, 0, :shape[0], :shape[1], :shape[2]].float().cpu().numpy()
+                block[mask] = 10.0 ** (y[mask].astype(np.float64) * t_std + t_mean)
+                n_painted += int(mask.sum())
+                painted_mass += float(block.sum(dtype=np.float64))
+            out[offset[0]:offset[0] + shape[0], offset[1]:offset[1] + shape[1],
+                offset[2]:offset[2] + shape[2]] = block
+    else:
+        from .inference import predict
+        from .sampler import PatchSource
+
+        if inputs.cache is None:
+            raise MemoryError(f"per-voxel painting holds the region and its halo in memory; raise "
+                              f"paint.max_memory_gb or use the dense method")
+        side = size + patch - 1
+        cache = inputs.cache[:, :side, :side, :side]
+        sub = cache[1, half:half + size, half:half + size, half:half + size]
+        truth_block = read_periodic(truth, start, (size,) * 3) if truth is not None else None
+        mask = occupancy_mask(mode, sub, threshold, truth_block, min_mass)
+        coords = np.argwhere(mask)
+        source = PatchSource.from_arrays(list(cache), normalisation["input_mean"],
+                                         normalisation["input_std"], device=device)
+        logm = predict(net, source, coords + half, normalisation, batch_size=batch, progress=True)
+        block = np.zeros((size,) * 3, np.float32)
+        block[mask] = 10.0 ** logm
+        out[...] = block
+        n_painted = len(coords)
+        painted_mass = float(block.sum(dtype=np.float64))
+    seconds = time.perf_counter() - t0
+    summary = dict(mode=mode, method=method, device=str(device), voxels=size ** 3, painted_voxels=n_painted,
+                   seconds=seconds, voxels_per_second=size ** 3 / seconds, painted_mass=painted_mass)
+    log.info("painted %d of %d voxels in %.1f s (%s, %s)", n_painted, size ** 3, seconds, mode, method)
+    return summary
+
+
+def painted_attrs(dark_attrs: dict, start, size: int, mode: str, source: str, **extra) -> dict:
+    """Attributes of a painted cube field: a cube of the parent grid of `dark_attrs`."""
+    cell = float(dark_attrs["box_size"]) / int(dark_attrs["n_grid"])
+    label = ORACLE_LABEL if mode == "oracle" else "honest: positions from the gravity-only run alone"
+    return field_attrs(box_size=size * cell, n_grid=size, source=source, snapshot=int(dark_attrs["snapshot"]),
+                       mas=dark_attrs["mas"], quantity="stellar_mass", origin=[int(s) for s in start],
+                       parent_n_grid=int(dark_attrs["n_grid"]), parent_box_size=float(dark_attrs["box_size"]),
+                       mode=mode, label=label, **extra)
+
+
+def read_cube(cubes_json, name: str = "test") -> tuple[tuple[int, int, int], int]:
+    """(start, size) in voxels of a cube recorded by the split stage."""
+    import json
+
+    with open(cubes_json) as f:
+        cube = json.load(f)[name]
+    return tuple(int(s) for s in cube["start"]), int(cube["size"])
+
+
+def galaxies(painted, origin, parent_n_grid: int, box_size: float, sub_pos: np.ndarray, sub_mass: np.ndarray,
+             slab: int = 64) -> dict[str, np.ndarray]:
+    """A mock catalogue from a painted cube: the painted mass shared among the subhalos.
+
+    `painted`: (s, s, s) array or Zarr field [Msun/h per voxel] whose first voxel is
+    `origin` of the parent n^3 grid of side `box_size` [Mpc/h]; `sub_pos` [Mpc/h] and
+    `sub_mass` [Msun/h]: the gravity-only subhalos. Each painted voxel's mass goes to
+    the subhalos whose CIC cloud (the same weights as the subhalo field) reaches it,
+    in proportion to their share of that voxel's subhalo mass; a painted voxel no
+    subhalo reaches becomes a galaxy at the voxel's grid point with host -1. Total
+    mass is conserved. Returns position, stellar_mass, host_subhalo.
+    """
+    from .cic import cell_index, wrap_positions
+
+    n, s = int(parent_n_grid), int(painted.shape[0])
+    cell = box_size / n
+    pos = wrap_positions(sub_pos, box_size)
+    lower, frac = zip(*(cell_index(pos[:, a], n, box_size) for a in range(3)))
+    local = [(lower[a] - int(origin[a])) % n for a in range(3)]  # lower point, cube-local
+    gal_mass = np.zeros(len(sub_pos))
+    orphan_pos, orphan_mass = [], []
+    for x0 in range(0, s, slab):
+        x1 = min(x0 + slab, s)
+        block = np.asarray(painted[x0:x1], np.float64)
+        # subhalos whose cloud reaches planes x0..x1-1: lower plane in [x0 - 1, x1)
+        sel = np.flatnonzero(((local[0] - (x0 - 1)) % n) < (x1 - x0 + 1))
+        denom = np.zeros(block.size)
+        keys, weights = [], []
+        for dx in (0, 1):
+            for dy in (0, 1):
+                for dz in (0, 1):
+                    ix = (local[0][sel] + dx) % n - x0
+                    iy = (local[1][sel] + dy) % n
+                    iz = (local[2][sel] + dz) % n
+                    w = sub_mass[sel] * (frac[0][sel] if dx else 1 - frac[0][sel]) \
+                        * (frac[1][sel] if dy else 1 - frac[1][sel]) * (frac[2][sel] if dz else 1 - frac[2][sel])
+                    inside = (ix >= 0) & (ix < x1 - x0) & (iy < s) & (iz < s) & (w > 0)
+                    key = (ix[inside] * s + iy[inside]) * s + iz[inside]
+                    keys.append((sel[inside], key))
+                    weights.append(w[inside])
+                    np.add.at(denom, key, w[inside])
+        flat = block.reshape(-1)
+        for (subs, key), w in zip(keys, weights):
+            np.add.at(gal_mass, subs, flat[key] * w / denom[key])
+        orphan = np.flatnonzero((flat > 0) & (denom == 0))
+        if len(orphan):
+            ox, oy, oz = np.unravel_index(orphan, block.shape)
+            grid = np.stack([ox + x0, oy, oz], axis=1) + np.asarray(origin)
+            orphan_pos.append((grid % n) * cell)
+            orphan_mass.append(flat[orphan])
+    has = gal_mass > 0
+    position = np.concatenate([np.asarray(sub_pos, np.float64)[has]] + orphan_pos)
+    return dict(position=position, stellar_mass=np.concatenate([gal_mass[has]] + orphan_mass),
+                host_subhalo=np.concatenate([np.flatnonzero(has)] + [np.full(len(m), -1) for m in orphan_mass]))
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("paint.device is 'cuda' but no GPU is visible")
+    return device
+
+
+def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, out_field, out_catalogue=None, *,
+        source: str, mode: str = "honest", cubes_json=None, occupancy_json=None, truth_path=None,
+        expected_patch: int | None = None, method: str = "dense", tile: int = 64, batch: int = 256,
+        device: str = "auto", max_memory_gb: float = 8.0) -> dict:
+    """The paint stage for one run: the test cube (`cubes_json` given) or the whole box.
+
+    `reference_dm_path` is the dark-matter field the model was trained on (its voxel
+    size must match); honest mode reads the occupancy threshold from `occupancy_json`,
+    oracle mode the truth from `truth_path`. Writes the painted field and, if
+    `out_catalogue`, the mock catalogue (HDF5). Returns the painting summary.
+    """
+    import json
+
+    from .atomic import atomic_path
+    from .catalogue import write_catalogue
+    from .inference import load_model
+    from .tng import load_subhalos
+
+    device = resolve_device(device)
+    dm_attrs = dict(open_field(dm_path).attrs)
+    ref_attrs = dict(open_field(reference_dm_path).attrs)
+    n, box = int(dm_attrs["n_grid"]), float(dm_attrs["box_size"])
+    net, normalisation = load_model(ckpt, device)
+    check_model(net.config, expected_patch, n, box / n, float(ref_attrs["box_size"]) / int(ref_attrs["n_grid"]))
+    min_mass, threshold = 1e8, None
+    if cubes_json is not None:
+        start, size = read_cube(cubes_json, "test")
+        with open(cubes_json) as f:
+            min_mass = float(json.load(f)["min_stellar_mass"])
+    else:
+        start, size = (0, 0, 0), n
+    if mode == "honest":
+        with open(occupancy_json) as f:
+            threshold = float(json.load(f)["threshold"])
+    extra = dict(model=str(ckpt), method=method, min_stellar_mass=min_mass)
+    if threshold is not None:
+        extra["occupancy_threshold"] = threshold
+    attrs = painted_attrs(dm_attrs, start, size, mode, source, **extra)
+    with atomic_path(out_field) as tmp:
+        summary = paint(net, normalisation, dm_path, sub_path, tmp, start=start, size=size, attrs=attrs, mode=mode,
+                        threshold=threshold, truth_path=truth_path, min_mass=min_mass, method=method, tile=tile,
+                        batch=batch, device=device, max_memory_gb=max_memory_gb)
+    if out_catalogue is not None:
+        subs = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMass"])
+        if subs["count"] == 0:
+            subs = dict(SubhaloPos=np.zeros((0, 3)), SubhaloMass=np.zeros(0))
+        gal = galaxies(open_field(out_field), start, n, box, subs["SubhaloPos"], subs["SubhaloMass"])
+        write_catalogue(out_catalogue, attrs=dict(box_size=box, source=source, mode=mode, origin=list(start),
+                                                  cube_size=size, model=str(ckpt)), **gal)
+        log.info("catalogue: %d galaxies, %.4g Msun/h", int((gal["stellar_mass"] > 0).sum()),
+                 float(gal["stellar_mass"].sum()))
+    return summary

@@ -1,0 +1,172 @@
+"""Periodic two-channel patches cut from fields held in memory, by index arithmetic.
+
+`PatchSource` holds the normalised input channels (dark-matter mass, gravity-only
+subhalo mass) of the whole box as one (n^3, C) tensor, on the GPU when it fits.
+`PatchSource.cut` gathers a batch of (C, P, P, P) patches around given centre voxels,
+each rotated by one of the 24 proper cube rotations, in a single `index_select`:
+the rotation and the periodic wrap are folded into the indices, so neither costs a
+copy. Training (`WeightedDraws`, `DrawnBatches`) and inference (`dm2gal.inference`)
+both go through `cut`. Imports only numpy and torch.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .rotations import AXES, N_ROTATIONS, SIGNS
+
+
+def normalise(x, mean: float, std: float):
+    """(log10(1 + x) - mean) / std for masses x [Msun/h]: the network's input scale."""
+    lib = torch if isinstance(x, torch.Tensor) else np
+    return (lib.log10(1.0 + x) - mean) / std
+
+
+def fits_on_gpu(nbytes: int, margin: float = 0.5) -> bool:
+    """True if a CUDA device is present and `nbytes` fit in `margin` of its free memory."""
+    if not torch.cuda.is_available():
+        return False
+    free, _ = torch.cuda.mem_get_info()
+    return nbytes <= margin * free
+
+
+class PatchSource:
+    """Normalised input fields of one periodic box, stored channels-last as (n^3, C).
+
+    `data` is a (n, n, n, C) tensor on the device where patches are cut. Build one
+    with `from_arrays`.
+    """
+
+    def __init__(self, data: torch.Tensor):
+        if data.dim() != 4 or not (data.shape[0] == data.shape[1] == data.shape[2]):
+            raise ValueError(f"expected a (n, n, n, C) tensor, got {tuple(data.shape)}")
+        self.data = data.contiguous()
+        self.n = int(data.shape[0])
+        self.channels = int(data.shape[3])
+        self._flat = self.data.view(self.n ** 3, self.channels)
+        self._axes = torch.as_tensor(AXES, device=data.device)
+        self._signs = torch.as_tensor(SIGNS, device=data.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    @classmethod
+    def from_arrays(
+        cls,
+        arrays: Sequence,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        slab: int = 64,
+    ) -> "PatchSource":
+        """Normalise and stack C cubic mass fields [Msun/h] into a PatchSource.
+
+        `arrays` are (n, n, n) arrays or anything sliceable along the first axis
+        (e.g. Zarr arrays): they are read slab by slab, so only the stored tensor is
+        held whole. `device=None` picks the GPU when the fields fit there, else CPU.
+        `dtype=None` picks float16 on the GPU and float32 on the CPU: float16 keeps a
+        normalised value x to 2^-11 |x|, i.e. log10 M to 2^-11 |x| std, under 0.25 % in
+        mass within 4 standard deviations of the mean (std ~ 0.5-1 dex).
+        """
+        n = int(arrays[0].shape[0])
+        if any(tuple(a.shape) != (n, n, n) for a in arrays):
+            raise ValueError("input fields must all be (n, n, n) with the same n")
+        if device is None:
+            nbytes = n ** 3 * len(arrays) * 2
+            device = "cuda" if fits_on_gpu(nbytes) else "cpu"
+        device = torch.device(device)
+        if dtype is None:
+            dtype = torch.float16 if device.type == "cuda" else torch.float32
+        data = torch.empty((n, n, n, len(arrays)), dtype=dtype, device=device)
+        for a in range(0, n, slab):
+            b = min(a + slab, n)
+            for c, arr in enumerate(arrays):
+                block = np.asarray(arr[a:b], dtype=np.float64)
+                data[a:b, ..., c] = torch.from_numpy(normalise(block, mean[c], std[c])).to(device, dtype)
+        return cls(data)
+
+    def linear_index(self, centres: torch.Tensor, rotations: torch.Tensor, patch: int) -> torch.Tensor:
+        """(B, P, P, P) int64 flat voxel index of each rotated, periodically wrapped patch.
+
+        `centres` (B, 3) voxel indices, `rotations` (B,) in [0, 24). Patch voxel p
+        (centred offset d = p - P // 2) reads field voxel centre + R d (mod n).
+        """
+        if patch % 2 != 1:
+            raise ValueError(f"patch size must be odd (a centre voxel), got {patch}")
+        dev = self.device
+        centres = centres.to(dev, torch.int64)
+        rotations = rotations.to(dev, torch.int64)
+        offsets = torch.arange(patch, device=dev) - patch // 2
+        axes, signs = self._axes[rotations], self._signs[rotations]        # (B, 3)
+        strides = torch.tensor([self.n * self.n, self.n, 1], device=dev)
+        # Field axis i contributes a length-P index vector that runs along patch axis axes[:, i].
+        per_field_axis = ((centres[:, :, None] + signs[:, :, None] * offsets) % self.n) * strides[:, None]
+        per_patch_axis = per_field_axis.gather(1, axes.argsort(dim=1)[:, :, None].expand(-1, -1, patch))
+        return (per_patch_axis[:, 0, :, None, None] + per_patch_axis[:, 1, None, :, None]
+                + per_patch_axis[:, 2, None, None, :])
+
+    def cut(self, centres: torch.Tensor, rotations: torch.Tensor | None, patch: int) -> torch.Tensor:
+        """A (B, C, P, P, P) batch of patches (channels_last_3d layout) on this source's device.
+
+        `rotations=None` cuts unrotated patches (inference).
+        """
+        if rotations is None:
+            rotations = torch.zeros(len(centres), dtype=torch.int64)
+        idx = self.linear_index(centres, rotations, patch)
+        b = idx.shape[0]
+        out = self._flat.index_select(0, idx.view(-1)).view(b, patch, patch, patch, self.channels)
+        return out.permute(0, 4, 1, 2, 3)
+
+
+class WeightedDraws:
+    """Training voxels drawn with replacement by weight, each with a random rotation.
+
+    `coords` (N, 3) voxel indices, `targets` (N,) normalised log10 stellar mass,
+    `weights` (N,) non-negative. The draws come from a CPU generator seeded by
+    `seed`, so a given seed gives the same batches on any device.
+    """
+
+    def __init__(self, coords: np.ndarray, targets: np.ndarray, weights: np.ndarray, seed: int,
+                 rotate: bool = True):
+        if not (len(coords) == len(targets) == len(weights)) or len(coords) == 0:
+            raise ValueError("coords, targets and weights must be non-empty and of equal length")
+        w = np.asarray(weights, dtype=np.float64)
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError("weights must be non-negative with a positive sum")
+        self.coords = torch.as_tensor(np.asarray(coords), dtype=torch.int64)
+        self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
+        cdf = torch.as_tensor(np.cumsum(w))
+        self.cdf = cdf / cdf[-1]
+        self.rotate = rotate
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def draw(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(centres (B, 3), rotations (B,), targets (B,)) of `batch` weighted draws."""
+        u = torch.rand(batch, generator=self.generator, dtype=torch.float64)
+        i = torch.searchsorted(self.cdf, u, right=True).clamp_(max=len(self.cdf) - 1)
+        if self.rotate:
+            rot = torch.randint(N_ROTATIONS, (batch,), generator=self.generator)
+        else:
+            rot = torch.zeros(batch, dtype=torch.int64)
+        return self.coords[i], rot, self.targets[i]
+
+
+class DrawnBatches(torch.utils.data.IterableDataset):
+    """`steps` batches of weighted draws per pass (one training epoch); the generator
+    carries on across epochs, so a run is one reproducible stream. Yields index
+    tuples only: patches are cut on the device inside the training step."""
+
+    def __init__(self, draws: WeightedDraws, batch: int, steps: int):
+        self.draws, self.batch, self.steps = draws, batch, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for _ in range(self.steps):
+            yield self.draws.draw(self.batch)

@@ -1,0 +1,243 @@
+"""The validation and test cubes, the training voxels, their weights and the input normalisation.
+
+Cubes are axis-aligned, periodic sub-boxes of the n_grid^3 grid (`start` [3] and
+`size` in voxels). Training voxels are those with stellar mass above a threshold
+[Msun/h] outside both cubes; their targets are log10 M*; their sampling weights are
+the inverse counts in logarithmic stellar-mass bins (Kasmanoff et al. 2020). The
+input normalisation (mean and std of log10(1 + M) of each input channel over every
+voxel of the training region) is computed here and stored, never hard-coded. Fields
+are read in slabs of whole chunks, so the memory use does not grow with n_grid^3.
+Only coordinates, targets, weights and statistics are stored, never patches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+log = logging.getLogger("dm2gal.split")
+
+UNITS = ("voxels", "Mpc/h", "box")
+"""How cube positions and sizes are given in config: voxels, Mpc/h, or fractions of the box side."""
+
+
+@dataclass(frozen=True)
+class Cube:
+    """A periodic cube of the grid: first voxel `start` [3] and edge `size` in voxels."""
+
+    start: tuple[int, int, int]
+    size: int
+
+    def contains(self, coords: np.ndarray, n: int) -> np.ndarray:
+        """(N,) bool: voxels `coords` (N, 3) lie inside the cube (periodic)."""
+        coords = np.asarray(coords)
+        return np.all([((coords[:, i] - self.start[i]) % n) < self.size for i in range(3)], axis=0)
+
+    def as_dict(self) -> dict:
+        return {"start": list(self.start), "size": self.size}
+
+
+def resolve_cube(spec: dict, units: str, n_grid: int, box_size: float) -> Cube:
+    """A Cube from a config entry {start: [3], size} in `units` (see UNITS), rounded to voxels."""
+    if units not in UNITS:
+        raise ValueError(f"split.units must be one of {UNITS}, got {units!r}")
+    scale = {"voxels": 1.0, "Mpc/h": n_grid / box_size, "box": float(n_grid)}[units]
+    start = tuple(int(round(float(s) * scale)) % n_grid for s in spec["start"])
+    size = int(round(float(spec["size"]) * scale))
+    if len(start) != 3 or not 1 <= size <= n_grid:
+        raise ValueError(f"cube {spec} ({units}) gives start {start}, size {size} on a {n_grid}^3 grid")
+    return Cube(start, size)
+
+
+def cubes_overlap(a: Cube, b: Cube, n: int) -> bool:
+    """True if two periodic cubes share a voxel (their intervals meet on all three axes)."""
+    def meet(s1, l1, s2, l2):
+        return (s2 - s1) % n < l1 or (s1 - s2) % n < l2
+    return all(meet(a.start[i], a.size, b.start[i], b.size) for i in range(3))
+
+
+def _in_interval(indices: np.ndarray, start: int, size: int, n: int) -> np.ndarray:
+    return ((indices - start) % n) < size
+
+
+def slab_mask(cube: Cube, x0: int, x1: int, n: int) -> np.ndarray:
+    """(x1 - x0, n, n) bool: voxels of the slab [x0, x1) that lie inside `cube`."""
+    ix = _in_interval(np.arange(x0, x1), cube.start[0], cube.size, n)
+    iy = _in_interval(np.arange(n), cube.start[1], cube.size, n)
+    iz = _in_interval(np.arange(n), cube.start[2], cube.size, n)
+    return ix[:, None, None] & iy[None, :, None] & iz[None, None, :]
+
+
+def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, slab: int) -> dict:
+    """Walk the box in x-slabs: training voxels and input statistics outside `cubes`.
+
+    `stellar` and each of `inputs` are (n, n, n) arrays or Zarr arrays [Msun/h].
+    Returns coords (N, 3) int32 and mstar (N,) float64 of voxels with stellar mass >
+    `min_mass` outside every cube, and mean/std (per input) of log10(1 + M) over all
+    voxels outside the cubes, and box_mean (per input): the voxel mean of M over the box.
+    """
+    n = int(stellar.shape[0])
+    total = np.zeros(len(inputs))
+    s1 = np.zeros(len(inputs))
+    s2 = np.zeros(len(inputs))
+    count = 0
+    coords, mstar = [], []
+    for x0 in tqdm(range(0, n, slab), desc="split: scanning slabs", mininterval=5):
+        x1 = min(x0 + slab, n)
+        region = np.ones((x1 - x0, n, n), dtype=bool)
+        for cube in cubes:
+            region &= ~slab_mask(cube, x0, x1, n)
+        count += int(region.sum())
+        for c, field in enumerate(inputs):
+            block = np.asarray(field[x0:x1], dtype=np.float64)
+            total[c] += block.sum()
+            v = np.log10(1.0 + block[region])
+            s1[c] += v.sum()
+            s2[c] += np.square(v).sum()
+        m = np.asarray(stellar[x0:x1], dtype=np.float64)
+        idx = np.nonzero(region & (m > min_mass))
+        coords.append(np.stack([idx[0] + x0, idx[1], idx[2]], axis=1).astype(np.int32))
+        mstar.append(m[idx])
+    if count == 0:
+        raise ValueError("the validation and test cubes leave no training region")
+    mean = s1 / count
+    std = np.sqrt(np.maximum(s2 / count - mean ** 2, 0.0))
+    if (std == 0).any():
+        raise ValueError("an input field is constant over the training region")
+    return dict(coords=np.concatenate(coords), mstar=np.concatenate(mstar), input_mean=mean, input_std=std,
+                box_mean=total / n ** 3)
+
+
+def sample_weights(mstar: np.ndarray, n_bins: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weights (N,), edges (n_bins + 1,)): inverse count of each voxel's log10 M* bin.
+
+    Bins are logarithmic between `lo` and `hi` [Msun/h]; masses beyond `hi` join the
+    last bin, masses at `lo` the first. Weights are scaled to mean 1, so every
+    occupied bin is drawn equally often.
+    """
+    edges = np.linspace(np.log10(lo), np.log10(hi), n_bins + 1)
+    b = np.clip(np.digitize(np.log10(mstar), edges) - 1, 0, n_bins - 1)
+    counts = np.bincount(b, minlength=n_bins)
+    w = 1.0 / counts[b]
+    return w / w.mean(), edges
+
+
+def cube_report(cube: Cube, stellar, dm, dm_box_mean: float, min_mass: float, box_size: float,
+                galaxies: dict, halos: dict) -> dict:
+    """What a user needs to judge a cube: galaxies, stellar masses, density, biggest halos.
+
+    `galaxies`: hydro subhalos {'pos' (N, 3) Mpc/h, 'mstar' (N,) Msun/h}; `halos`:
+    {run: {'pos', 'mass'}} FoF groups of each run. The mean dark-matter density of the
+    cube is given relative to `dm_box_mean` (voxel mean of the whole box): a cube in a
+    big void has a ratio well below 1.
+    """
+    from .fields import read_periodic
+
+    n = int(stellar.shape[0])
+    voxel = box_size / n
+    ms = read_periodic(stellar, cube.start, (cube.size,) * 3).astype(np.float64)
+    rho = read_periodic(dm, cube.start, (cube.size,) * 3).astype(np.float64)
+    gal = ms[ms > min_mass]
+    in_cube = cube.contains(np.floor(galaxies["pos"] / voxel).astype(np.int64) % n, n)
+    sel = in_cube & (galaxies["mstar"] > min_mass)
+    report = {
+        **cube.as_dict(),
+        "side_mpc_h": cube.size * voxel,
+        "galaxy_voxels": int(gal.size),
+        "galaxies": int(sel.sum()),
+        "galaxies_per_box_volume_fraction": float(sel.sum() / max(1, (galaxies["mstar"] > min_mass).sum())
+                                                  / (cube.size / n) ** 3),
+        "voxel_stellar_mass_range": [float(gal.min()), float(gal.max())] if gal.size else None,
+        "galaxy_stellar_mass_range": ([float(galaxies["mstar"][sel].min()), float(galaxies["mstar"][sel].max())]
+                                      if sel.any() else None),
+        "total_stellar_mass": float(ms.sum()),
+        "mean_dm_density_over_box_mean": float(rho.mean() / dm_box_mean),
+        "empty_fraction_of_dm_voxels": float((rho == 0).mean()),
+    }
+    for run, h in halos.items():
+        inside = cube.contains(np.floor(h["pos"] / voxel).astype(np.int64) % n, n)
+        if inside.any():
+            j = np.flatnonzero(inside)[np.argmax(h["mass"][inside])]
+            report[f"most_massive_halo_{run}"] = {"mass": float(h["mass"][j]), "pos_mpc_h": h["pos"][j].tolist(),
+                                                  "box_most_massive": float(h["mass"].max())}
+        else:
+            report[f"most_massive_halo_{run}"] = None
+    return report
+
+
+def _catalogue(base: str, snapshot: int, halo_mass_field: str, hydro: bool) -> tuple[dict, dict | None]:
+    """FoF groups {'pos', 'mass'} of one run, and for the hydro run its galaxies {'pos', 'mstar'}."""
+    from .tng import load_halos, load_subhalos
+
+    h = load_halos(base, snapshot, ["GroupPos", halo_mass_field])
+    halos = ({"pos": h["GroupPos"], "mass": h[halo_mass_field]} if h["count"]
+             else {"pos": np.zeros((0, 3)), "mass": np.zeros(0)})
+    if not hydro:
+        return halos, None
+    s = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMassType"])
+    galaxies = ({"pos": s["SubhaloPos"], "mstar": s["SubhaloMassType"][:, 4]} if s["count"]
+                else {"pos": np.zeros((0, 3)), "mstar": np.zeros(0)})
+    return halos, galaxies
+
+
+def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapshot: int, cfg: dict,
+              cubes_json, train_npz) -> dict:
+    """The split stage: cubes.json (cubes and their reports) and train.npz (see docs/pipeline.md).
+
+    `cfg` is the `split` config section. train.npz holds: coords (N, 3) int32 training
+    voxels, log_mstar (N,) float32 log10 M* [Msun/h], weights (N,) (mean 1),
+    bin_edges (log10 Msun/h), input_mean / input_std (2,) of log10(1 + M) for
+    [dm_mass, subhalo_mass], target_mean / target_std of log10 M* over the training
+    voxels, val_coords / val_log_mstar (the validation cube's voxels above the
+    threshold, where the validation painting is done), n_grid, box_size, min_stellar_mass.
+    """
+    from .atomic import atomic_path
+    from .fields import open_field, read_periodic
+
+    stellar, dm, sub = (open_field(p) for p in (stellar_path, dm_path, subhalo_path))
+    attrs = [dict(f.attrs) for f in (stellar, dm, sub)]
+    n, box = int(attrs[0]["n_grid"]), float(attrs[0]["box_size"])
+    if any(int(a["n_grid"]) != n or not np.isclose(float(a["box_size"]), box) for a in attrs):
+        raise ValueError("the stellar, dark-matter and subhalo fields differ in n_grid or box_size")
+    cubes = {name: resolve_cube(cfg[name], cfg["units"], n, box) for name in ("validation", "test")}
+    if cubes_overlap(cubes["validation"], cubes["test"], n):
+        raise ValueError(f"validation cube {cubes['validation']} and test cube {cubes['test']} overlap")
+    min_mass = float(cfg["min_stellar_mass"])
+    scan = scan_training_region(stellar, [dm, sub], list(cubes.values()), min_mass, slab=int(stellar.chunks[0]))
+    if len(scan["mstar"]) == 0:
+        raise ValueError(f"no training voxel has stellar mass > {min_mass:g} Msun/h")
+    weights, edges = sample_weights(scan["mstar"], int(cfg["weight_bins"]), min_mass, float(cfg["weight_max_mass"]))
+    log_m = np.log10(scan["mstar"])
+    val = cubes["validation"]
+    vm = read_periodic(stellar, val.start, (val.size,) * 3)
+    vidx = np.argwhere(vm > min_mass)
+    val_coords = ((vidx + np.asarray(val.start)) % n).astype(np.int32)
+
+    dark_halos, _ = _catalogue(dark_base, snapshot, cfg["halo_mass_field"], hydro=False)
+    hydro_halos, galaxies = _catalogue(hydro_base, snapshot, cfg["halo_mass_field"], hydro=True)
+    report = {
+        "n_grid": n, "box_size": box, "units_in_config": cfg["units"], "min_stellar_mass": min_mass,
+        "halo_mass_field": cfg["halo_mass_field"],
+        "training_voxels": int(len(log_m)),
+        **{name: cube_report(c, stellar, dm, float(scan["box_mean"][0]), min_mass, box, galaxies,
+                             {"dark": dark_halos, "hydro": hydro_halos}) for name, c in cubes.items()},
+    }
+    for name in cubes:
+        r = report[name]
+        log.info("%s cube: start %s, %d voxels (%.2f Mpc/h), %d galaxies, %d galaxy voxels, "
+                 "DM density %.2f x mean", name, r["start"], r["size"], r["side_mpc_h"], r["galaxies"],
+                 r["galaxy_voxels"], r["mean_dm_density_over_box_mean"])
+    log.info("%d training voxels; input mean %s std %s", len(log_m), scan["input_mean"], scan["input_std"])
+    with atomic_path(cubes_json) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_path(train_npz) as tmp, open(tmp, "wb") as f:
+        np.savez(f, coords=scan["coords"], log_mstar=log_m.astype(np.float32), weights=weights, bin_edges=edges,
+                 input_mean=scan["input_mean"], input_std=scan["input_std"],
+                 target_mean=log_m.mean(), target_std=log_m.std(),
+                 val_coords=val_coords, val_log_mstar=np.log10(vm[vm > min_mass]).astype(np.float32),
+                 n_grid=n, box_size=box, min_stellar_mass=min_mass)
+    return report

@@ -1,0 +1,123 @@
+"""Painting: model/field checks, dense vs per-voxel painting, occupancy calibration, catalogue."""
+
+import numpy as np
+import pytest
+import torch
+
+from dm2gal import occupancy, paint
+from dm2gal.catalogue import read_catalogue, write_catalogue
+from dm2gal.fields import field_attrs, read_field, write_field
+from dm2gal.model import build_model, model_config
+from dm2gal.split import Cube
+
+
+def test_refuses_a_model_whose_patch_does_not_match():
+    cfg = model_config("small")
+    with pytest.raises(paint.PatchMismatchError, match=r"reads 29\^3-voxel patches but the configuration asks for 65\^3"):
+        paint.check_model(cfg, 65, 128, 0.5, 0.5)
+    with pytest.raises(paint.PatchMismatchError, match="larger than the 16"):
+        paint.check_model(cfg, None, 16, 0.5, 0.5)
+    with pytest.raises(paint.PatchMismatchError, match="trained on"):
+        paint.check_model(cfg, 29, 128, 0.25, 0.5)
+    assert paint.check_model(cfg, 29, 128, 0.5, 0.5) == 29
+
+
+@pytest.fixture(scope="module")
+def fields(tmp_path_factory):
+    """Small periodic input and truth fields in Zarr, with a trained-like model."""
+    root = tmp_path_factory.mktemp("paint")
+    rng = np.random.default_rng(5)
+    n, box = 40, 20.0
+    dm = (10 ** rng.normal(9, 0.5, (n,) * 3)).astype(np.float32)
+    sub = np.where(rng.random((n,) * 3) < 0.05, 10 ** rng.uniform(9, 12, (n,) * 3), 0).astype(np.float32)
+    star = np.where(sub > 3e10, 10 ** rng.uniform(8, 10, (n,) * 3), 0).astype(np.float32)
+    paths = {}
+    for name, data in (("dm_mass", dm), ("subhalo_mass", sub), ("stellar_mass", star)):
+        paths[name] = root / f"{name}.zarr"
+        write_field(paths[name], data, field_attrs(box_size=box, n_grid=n, source="test", snapshot=99,
+                                                   mas="CIC", quantity=name), chunk=16)
+    torch.manual_seed(0)
+    net = build_model(model_config("small")).eval()
+    norm = dict(input_mean=[9.0, 2.0], input_std=[0.5, 4.0], target_mean=9.0, target_std=0.6)
+    return root, paths, net, norm
+
+
+@pytest.mark.parametrize("mode", ["honest", "oracle"])
+def test_dense_and_per_voxel_paint_the_same_field(fields, mode):
+    root, paths, net, norm = fields
+    start, size = (30, 5, 12), 13  # wraps around the box
+    attrs = paint.painted_attrs(read_field(paths["dm_mass"])[1], start, size, mode, "dark")
+    out = {}
+    for method in ("dense", "per_voxel"):
+        out[method] = root / f"{mode}_{method}.zarr"
+        summary = paint.paint(net, norm, paths["dm_mass"], paths["subhalo_mass"], out[method], start=start,
+                              size=size, attrs=attrs, mode=mode, threshold=3e10,
+                              truth_path=paths["stellar_mass"], method=method, tile=8, batch=32)
+        assert summary["painted_voxels"] > 20
+    dense, attrs_out = read_field(out["dense"])
+    per_voxel, _ = read_field(out["per_voxel"])
+    np.testing.assert_allclose(dense, per_voxel, rtol=1e-4)
+    assert attrs_out["origin"] == list(start) and attrs_out["parent_n_grid"] == 40 and attrs_out["mode"] == mode
+    assert attrs_out["box_size"] == pytest.approx(13 * 0.5)
+    from dm2gal.fields import read_periodic
+
+    sub = read_periodic(read_field(paths["subhalo_mass"])[0], start, (size,) * 3)
+    star = read_periodic(read_field(paths["stellar_mass"])[0], start, (size,) * 3)
+    where = (sub >= 3e10) if mode == "honest" else (star > 1e8)
+    np.testing.assert_array_equal(dense > 0, where)
+
+
+def test_best_threshold_hand_values():
+    values = np.array([5.0, 4.0, 4.0, 3.0, 2.0, 1.0])
+    occupied = np.array([1, 1, 0, 1, 0, 0], bool)
+    # thresholds 5, 4, 3, 2, 1 -> tp 1, 2, 3, 3, 3; candidates 1, 3, 4, 5, 6; with 4 occupied (one unreachable)
+    # F1 = 2tp / (cand + 4): 0.4, 0.571, 0.75, 0.667, 0.6 -> threshold 3
+    assert occupancy.best_threshold(values, occupied, 4, "f1") == 3.0
+    assert occupancy.best_threshold(values, occupied, 4, "count") == 3.0
+    s = occupancy.scores(np.array([1, 1, 0, 1], bool), np.array([1, 0, 1, 1], bool))
+    assert (s["precision"], s["recall"], s["n_true_positive"]) == (2 / 3, 2 / 3, 2)
+
+
+def test_calibration_ignores_the_held_out_cubes():
+    n = 16
+    sub = np.zeros((n,) * 3, np.float32)
+    star = np.zeros((n,) * 3, np.float32)
+    sub[2:6, 2:6, 2:6] = 1e11
+    star[2:6, 2:6, 2:6] = 1e9
+    sub[10:14, 10:14, 10:14] = 1e12  # inside the held-out cube: a galaxy-free massive region
+    out = occupancy.calibrate(star, sub, [Cube((9, 9, 9), 6)], min_mass=1e8, slab=5)
+    assert out["threshold"] == pytest.approx(1e11)
+    assert out["training"]["precision"] == 1 and out["training"]["recall"] == 1
+    assert out["training"]["n_occupied"] == 64
+
+
+def test_catalogue_shares_painted_mass_among_subhalos(tmp_path):
+    import MAS_library as MASL
+
+    rng = np.random.default_rng(9)
+    n, box = 32, 16.0
+    pos = rng.random((300, 3)) * box
+    mass = 10 ** rng.uniform(9, 12, 300)
+    grid = np.zeros((n,) * 3, np.float32)
+    MASL.MA(pos.astype(np.float32), grid, np.float32(box), "CIC", W=mass.astype(np.float32), verbose=False)
+    painted = 0.01 * grid.astype(np.float64)  # painted mass proportional to the subhalo field
+    painted[np.unravel_index(np.argmin(grid), grid.shape)] = 5e8  # a voxel no subhalo reaches
+    orphan = np.array(np.unravel_index(np.argmin(grid), grid.shape))
+    gal = paint.galaxies(painted, (0, 0, 0), n, box, pos, mass, slab=7)
+    hosted = gal["host_subhalo"] >= 0
+    np.testing.assert_array_equal(gal["host_subhalo"][hosted], np.arange(300))
+    np.testing.assert_allclose(gal["stellar_mass"][hosted], 0.01 * mass, rtol=1e-5)
+    np.testing.assert_allclose(gal["position"][hosted], pos)
+    assert gal["stellar_mass"][~hosted] == pytest.approx([5e8])
+    np.testing.assert_allclose(gal["position"][~hosted][0], orphan * box / n)
+    assert gal["stellar_mass"].sum() == pytest.approx(painted.sum(), rel=1e-6)
+    # a cube of the box: every painted voxel's mass lands on some galaxy
+    start, size = (20, 3, 28), 10
+    from dm2gal.fields import read_periodic
+
+    cube = read_periodic(painted, start, (size,) * 3)
+    part = paint.galaxies(cube, start, n, box, pos, mass, slab=4)
+    assert part["stellar_mass"].sum() == pytest.approx(cube.sum(), rel=1e-6)
+    write_catalogue(tmp_path / "c.hdf5", attrs=dict(box_size=box, mode="honest"), **part)
+    cols, attrs = read_catalogue(tmp_path / "c.hdf5")
+    assert attrs["n_galaxies"] == len(cols["stellar_mass"]) == (part["stellar_mass"] > 0).sum()

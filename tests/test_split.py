@@ -1,0 +1,116 @@
+"""Split: cube geometry, training voxels, weights and normalisation against brute force."""
+
+import json
+
+import numpy as np
+import pytest
+
+from dm2gal.split import Cube, cubes_overlap, resolve_cube, run_split, sample_weights, slab_mask
+from toy_universe import write_toy
+
+SPLIT_CFG = dict(units="box", validation=dict(start=[0.0, 0.0, 0.0], size=0.41),
+                 test=dict(start=[0.5, 0.5, 0.5], size=0.41), min_stellar_mass=1e8, weight_bins=100,
+                 weight_max_mass=10 ** 11.5, halo_mass_field="Group_M_Crit200")
+
+
+def test_cube_units_agree_and_reproduce_the_papers_tng100_cubes():
+    # TNG100: 75 Mpc/h on 2048^3; the paper's cubes are 840^3 (30.76 Mpc/h) and 868^3 (31.78 Mpc/h).
+    assert resolve_cube({"start": [0, 0, 0], "size": 30.76}, "Mpc/h", 2048, 75.0).size == 840
+    assert resolve_cube({"start": [0, 0, 0], "size": 31.78}, "Mpc/h", 2048, 75.0).size == 868
+    a = resolve_cube({"start": [10, 20, 127], "size": 52}, "voxels", 128, 40.0)
+    b = resolve_cube({"start": [3.125, 6.25, 39.6875], "size": 16.25}, "Mpc/h", 128, 40.0)
+    c = resolve_cube({"start": [10 / 128, 20 / 128, 127 / 128], "size": 52 / 128}, "box", 128, 40.0)
+    assert a == b == c == Cube((10, 20, 127), 52)
+    with pytest.raises(ValueError, match="size"):
+        resolve_cube({"start": [0, 0, 0], "size": 200}, "voxels", 128, 40.0)
+
+
+def _voxels(cube: Cube, n: int) -> set:
+    r = [range(s, s + cube.size) for s in cube.start]
+    return {(x % n, y % n, z % n) for x in r[0] for y in r[1] for z in r[2]}
+
+
+def test_overlap_and_masks_match_explicit_voxel_sets_with_periodic_wrap():
+    n = 9
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    for _ in range(200):
+        a = Cube(tuple(int(v) for v in rng.integers(0, n, 3)), int(rng.integers(1, 6)))
+        b = Cube(tuple(int(v) for v in rng.integers(0, n, 3)), int(rng.integers(1, 6)))
+        va, vb = _voxels(a, n), _voxels(b, n)
+        assert cubes_overlap(a, b, n) == bool(va & vb)
+        inside = {tuple(v) for v in grid[a.contains(grid, n)]}
+        assert inside == va
+        x0 = int(rng.integers(0, n - 2))
+        mask = slab_mask(a, x0, x0 + 3, n)
+        assert {(x + x0, y, z) for x, y, z in zip(*np.nonzero(mask))} == {v for v in va if x0 <= v[0] < x0 + 3}
+
+
+def test_weights_are_inverse_bin_counts_so_every_bin_is_drawn_equally():
+    mstar = np.array([1.5e8, 1.6e8, 1.7e8, 5e9, 2e11, 1e13])  # 1e13 joins the last bin
+    w, edges = sample_weights(mstar, 10, 1e8, 10 ** 11.5)
+    assert len(edges) == 11 and np.isclose(edges[0], 8) and np.isclose(edges[-1], 11.5)
+    raw = np.array([1 / 3, 1 / 3, 1 / 3, 1.0, 1 / 2, 1 / 2])
+    assert np.allclose(w, raw / raw.mean())
+    bins = np.clip(np.digitize(np.log10(mstar), edges) - 1, 0, 9)
+    totals = [w[bins == b].sum() for b in np.unique(bins)]
+    assert np.allclose(totals, totals[0])
+
+
+@pytest.fixture(scope="module")
+def toy_split(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("split")
+    fields = write_toy(tmp / "results", tmp / "data", n=32, n_sub=800, seed=3)
+    f = tmp / "results" / "fields"
+    out = (tmp / "results" / "split" / "cubes.json", tmp / "results" / "split" / "train.npz")
+    report = run_split(f / "dark/dm_mass.zarr", f / "dark/subhalo_mass.zarr", f / "hydro/stellar_mass.zarr",
+                       tmp / "data/dark/output", tmp / "data/hydro/output", 99, SPLIT_CFG, *out)
+    return fields, report, json.loads(out[0].read_text()), dict(np.load(out[1]))
+
+
+def test_training_voxels_and_normalisation_match_brute_force(toy_split):
+    fields, report, _, npz = toy_split
+    n = 32
+    val, test = Cube((0, 0, 0), 13), Cube((16, 16, 16), 13)  # 0.41 * 32 = 13.1 voxels
+    assert report["validation"]["size"] == 13 and report["test"]["start"] == [16, 16, 16]
+    grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    region = ~(val.contains(grid, n) | test.contains(grid, n))
+    ms = fields["stellar"].reshape(-1).astype(np.float64)
+    want = {tuple(v) for v in grid[region & (ms > 1e8)]}
+    assert {tuple(v) for v in npz["coords"]} == want and len(npz["coords"]) == len(want)
+    got = fields["stellar"][tuple(npz["coords"].T)]
+    assert np.allclose(npz["log_mstar"], np.log10(got), atol=1e-6)
+    for c, key in enumerate(("dm", "subhalo")):
+        v = np.log10(1 + fields[key].reshape(-1).astype(np.float64))[region]
+        assert np.isclose(npz["input_mean"][c], v.mean()) and np.isclose(npz["input_std"][c], v.std())
+    assert np.isclose(npz["target_mean"], np.log10(got).mean())
+    assert np.isclose(npz["weights"].mean(), 1.0)
+    vwant = {tuple(v) for v in grid[val.contains(grid, n) & (ms > 1e8)]}
+    assert {tuple(v) for v in npz["val_coords"]} == vwant
+
+
+def test_cube_report_counts_galaxies_and_finds_the_most_massive_halo(toy_split):
+    fields, _, cubes, _ = toy_split
+    n, box = 32, 20.0
+    for name, cube in (("validation", Cube((0, 0, 0), 13)), ("test", Cube((16, 16, 16), 13))):
+        r = cubes[name]
+        sl = tuple(slice(s, s + cube.size) for s in cube.start)
+        ms = fields["stellar"][sl]
+        assert r["galaxy_voxels"] == int((ms > 1e8).sum()) == r["galaxies"]  # one toy galaxy per voxel
+        assert np.isclose(r["voxel_stellar_mass_range"][1], ms.max(), rtol=1e-6)
+        assert np.isclose(r["side_mpc_h"], 13 * box / n)
+        sub = fields["subhalo"][sl]
+        assert np.isclose(r["most_massive_halo_dark"]["mass"], 0.8 * sub.max(), rtol=1e-5)
+        assert np.isclose(r["mean_dm_density_over_box_mean"], fields["dm"][sl].mean() / fields["dm"].mean(),
+                          rtol=1e-5)
+
+
+def test_overlapping_cubes_are_refused(tmp_path):
+    write_toy(tmp_path / "results", tmp_path / "data", n=16, n_sub=100)
+    f = tmp_path / "results" / "fields"
+    cfg = dict(SPLIT_CFG, test=dict(start=[0.3, 0.3, 0.3], size=0.41))
+    with pytest.raises(ValueError, match="overlap"):
+        run_split(f / "dark/dm_mass.zarr", f / "dark/subhalo_mass.zarr", f / "hydro/stellar_mass.zarr",
+                  tmp_path / "data/dark/output", tmp_path / "data/hydro/output", 99, cfg,
+                  tmp_path / "c.json", tmp_path / "t.npz")
+    assert not (tmp_path / "c.json").exists()

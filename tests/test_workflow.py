@@ -1,0 +1,127 @@
+"""The workflow as users drive it (issue 6): `snakemake --lint`, a dry run of
+`all`, the whole pipeline end to end on the tiny config, and reruns after an
+edit of the config that touch exactly the rules depending on the edited value.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from snakemake_run import REPO, TINY_CONFIG, dry_run_jobs, prepare_workdir, snakemake
+
+ACQUIRE_RULE_FILES = ("acquire.smk", "acquire_synthetic.smk", "acquire_archives.smk")
+
+
+def rules_defined_in(*smk_files: str) -> set[str]:
+    """Names of the rules and checkpoints that rules/<file> defines."""
+    names = set()
+    for name in smk_files:
+        names |= set(re.findall(r"^\s*(?:rule|checkpoint)\s+(\w+)\s*:", (REPO / "rules" / name).read_text(), re.M))
+    return names
+
+
+def test_lint(tmp_path: Path):
+    proc = snakemake(prepare_workdir(tmp_path, REPO / "config.yaml"), "--lint", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Congratulations, your workflow is in a good condition!" in out, out[-8000:]
+
+
+def test_dry_run_default_config(tmp_path: Path):
+    """`snakemake -n all` on the embedded default: the DAG builds up to the acquire checkpoint."""
+    jobs = dry_run_jobs(prepare_workdir(tmp_path, REPO / "config.yaml"), "all")
+    assert jobs.get("acquired") == 2, jobs  # dark and hydro, then the rest after the checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole pipeline on the tiny config, once for this module (2 cores)."""
+    work = prepare_workdir(tmp_path_factory.mktemp("tiny"))
+    started = time.monotonic()
+    snakemake(work, "--cores", "2", "all", timeout=1200)
+    print(f"\ntiny pipeline end to end: {time.monotonic() - started:.0f} s")
+    return work
+
+
+@pytest.mark.slow
+def test_end_to_end(tiny_run: Path):
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    res = tiny_run / cfg.get("results_dir", "results")
+    data = tiny_run / cfg.get("data_dir", "data/mini")
+    # The file contract of docs/pipeline.md, stage by stage.
+    for sim in ("dark", "hydro"):
+        assert (data / sim / "manifest.json").is_file()
+    for field in ("dark/dm_mass", "dark/subhalo_mass", "hydro/stellar_mass"):
+        assert (res / "fields" / f"{field}.zarr").is_dir()
+    assert (res / "split" / "cubes.json").is_file() and (res / "split" / "train.npz").is_file()
+    assert list(res.glob("train/*/best.ckpt")) and list(res.glob("train/*/history.csv"))
+    assert (res / "select" / "best.ckpt").is_file() and (res / "select" / "summary.tsv").is_file()
+    for f in ("stellar_mass.zarr", "catalogue.hdf5", "occupancy.json"):
+        assert (res / "paint" / "test" / f).exists()
+    for f in ("stellar_mass.zarr", "catalogue.hdf5", "bins.json"):
+        assert (res / "hod" / f).exists()
+    for model in ("truth", "dm2gal", "hod"):
+        assert (res / "stats" / f"{model}.npz").is_file()
+    figures = sorted(p.name for p in (res / "figures").iterdir())
+    assert "figure1.png" in figures and "figure1.pdf" in figures, figures
+    assert all((res / "figures" / f).stat().st_size > 1000 for f in figures)
+    metrics = json.loads((res / "metrics.json").read_text())
+    assert metrics, "metrics.json is empty"
+    # A finished run is up to date: running again would do nothing.
+    assert dry_run_jobs(tiny_run, "all") == {}
+
+
+def _rerun_after(tiny_run: Path, tmp_path: Path, section: str, key: str, value) -> set[str]:
+    """Rules a dry run would rerun after setting config[section][key] = value, in a copy of the run."""
+    work = tmp_path / "edited"
+    # Hard links for the (large) data and results, which a dry run only reads;
+    # real copies of config.yaml and Snakemake's metadata, which are edited.
+    shared = [(tiny_run / d).resolve() for d in ("data", "results")]
+
+    def link_or_copy(src, dst):
+        if any(Path(src).resolve().is_relative_to(d) for d in shared):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(tiny_run, work, copy_function=link_or_copy, symlinks=True)
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    assert cfg.get(section, {}).get(key) != value
+    prepare_workdir(work, work / "config.yaml", **{section: {key: value}})
+    return set(dry_run_jobs(work, "all")) - {"all"}
+
+
+@pytest.mark.slow
+def test_rerun_after_grid_change(tiny_run: Path, tmp_path: Path):
+    """grid.n_grid changes every field: everything after acquisition reruns, acquisition does not."""
+    every = set(dry_run_jobs(tiny_run, "--forceall", "all")) - {"all"}
+    acquire = rules_defined_in(*ACQUIRE_RULE_FILES)
+    n_grid = yaml.safe_load((tiny_run / "config.yaml").read_text())["grid"]["n_grid"]
+    rerun = _rerun_after(tiny_run, tmp_path, "grid", "n_grid", n_grid * 2)
+    print(f"\ngrid.n_grid {n_grid} -> {2 * n_grid}: reruns {sorted(rerun)}; keeps {sorted(every - rerun)}")
+    assert every & acquire and every - acquire
+    assert rerun == every - acquire
+
+
+@pytest.mark.slow
+def test_rerun_after_figure_change(tiny_run: Path, tmp_path: Path):
+    """figures.dpi changes the figures only: no statistic, painting or training reruns."""
+    dpi = yaml.safe_load((tiny_run / "config.yaml").read_text()).get("figures", {}).get("dpi", 150)
+    rerun = _rerun_after(tiny_run, tmp_path, "figures", "dpi", dpi + 50)
+    print(f"\nfigures.dpi {dpi} -> {dpi + 50}: reruns {sorted(rerun)}")
+    assert rerun == {"figures"}
+
+
+@pytest.mark.slow
+def test_scheduler_value_reruns_nothing(tiny_run: Path, tmp_path: Path):
+    """train.runtime is what SLURM is asked for, not what is computed: nothing reruns."""
+    runtime = yaml.safe_load((tiny_run / "config.yaml").read_text())["train"]["runtime"]
+    rerun = _rerun_after(tiny_run, tmp_path, "train", "runtime", runtime * 2)
+    print(f"\ntrain.runtime {runtime} -> {2 * runtime}: reruns {sorted(rerun)}")
+    assert rerun == set()
