@@ -7,7 +7,6 @@ import json
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from .. import tng

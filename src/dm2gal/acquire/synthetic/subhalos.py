@@ -11,8 +11,8 @@ Centres: a subhalo's position is the periodic centre of mass of its clump (the
 central's core for centrals; the whole group if it has no clump); GroupPos is its
 central's position. Group_M_Crit200 is the largest mass m_p k enclosed by the k
 group members nearest the centre with mean density >= 200 rho_crit.
-SubhaloVmax is max sqrt(G M(<r) / r) over member radii beyond the force
-resolution `r_min`.
+SubhaloVmax is max sqrt(G M(<r) / max(r, r_min)) over member radii, r_min the
+force resolution (one mesh cell).
 """
 
 from __future__ import annotations
@@ -63,12 +63,11 @@ def m_crit200(pos, labels, centres, box, particle_mass) -> np.ndarray:
 
 
 def vmax(pos, labels, centres, box, particle_mass, r_min) -> np.ndarray:
-    """Maximum circular velocity [km/s] of each labelled set, radii >= r_min [Mpc/h] only."""
+    """Maximum circular velocity [km/s] of each labelled set, radii below r_min [Mpc/h] counted as r_min."""
     lab, r, rank = _radial_ranks(pos, labels, centres, box)
-    ok = r >= r_min
-    v = np.sqrt(G_NEWTON * rank[ok] * particle_mass / r[ok])
+    v = np.sqrt(G_NEWTON * rank * particle_mass / np.maximum(r, r_min))
     best = np.zeros(len(centres))
-    np.maximum.at(best, lab[ok], v)
+    np.maximum.at(best, lab, v)
     return best
 
 
