@@ -57,7 +57,7 @@ def _usage() -> tuple[float, float]:
 
 def job(step: str, args: dict) -> dict:
     """Run one job in this process; report CPU and wall seconds, peak RSS and heap [MB]."""
-    import h5py  # noqa: F401  (imported up front, as a rule script does)
+    import h5py
     import MAS_library as MASL
     import zarr
 
@@ -68,8 +68,6 @@ def job(step: str, args: dict) -> dict:
     source = FieldSource("dark", args.get("base", ""), SNAP, "dm_mass")
     plan = SlabPlan(args["n_grid"], args["thickness"], args["chunk"]) if "thickness" in args else None
     if step == "deposit":
-        import h5py
-
         with h5py.File(args["buckets"][0], "r") as f:
             pos, mass = f["slab_0/pos"][()], f["slab_0/mass"][()]
         slab = np.zeros((plan.thickness, plan.n_grid, plan.n_grid), dtype=np.float32)

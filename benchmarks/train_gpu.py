@@ -108,7 +108,7 @@ def main() -> None:
         "synchronised_step_ms": 1e3 * t_total / args.steps,
         "train_step_gflop": step_flops / 1e9, "analytic_forward_gflop": analytic_fwd / 1e9,
         "achieved_tflops": step_flops / free / 1e12,
-        "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9, "final_loss": float(loss),
+        "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9, "final_loss": float(loss.detach()),
     }
     print(json.dumps(out, indent=1))
 

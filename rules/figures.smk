@@ -35,7 +35,7 @@ rule figures:
         **{f"{name}_pdf": results("figures", f"{name}.pdf") for name in FIGURES},
     params:
         models=stats_models(),
-        stats_cfg=config["stats"],
+        stats_cfg=STATS_CFG,
         fig_cfg=config["figures"],
     resources:
         mem_mb=4000,
@@ -59,7 +59,7 @@ rule metrics:
         ),
     params:
         models=stats_models(),
-        stats_cfg=config["stats"],
+        stats_cfg=STATS_CFG,
     resources:
         mem_mb=1000,
         runtime=10,

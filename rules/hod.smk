@@ -23,12 +23,15 @@ rule hod:
         mass_min=HOD["mass_min"],
         mass_max=HOD["mass_max"],
         halo_mass_field=HOD["halo_mass_field"],
+        match_masses=HOD["match_halo_masses"],
         seed=HOD["seed"] if HOD["seed"] is not None else config["seed"],
     log:
         logs("hod"),
     benchmark:
         results("benchmarks", "hod", "hod.tsv")
     threads: 1
+    conda:
+        "../envs/sim.yaml"
     resources:
         mem_mb=8000,
         runtime=60,

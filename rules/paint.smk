@@ -9,26 +9,16 @@ PAINT_EXTRA = {r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in conf
 PAINT_GPU = 1 if PAINT["device"] == "cuda" else 0
 
 
-def paint_expected_patch():
-    """The patch edge the model section of the config asks for (refused if the model differs)."""
-    from dm2gal.model import PRESETS
+from dm2gal.model import PRESETS
 
-    return config["model"].get("patch") or PRESETS[config["model"].get("preset", "small")]["patch"]
-
-
-def paint_fields(wildcards):
-    """The gravity-only fields painted: the dark run's for the test cube, else the extra run's."""
-    run = "dark" if wildcards.painting == "test" else wildcards.painting
-    return {q: results("fields", run, f"{q}.zarr") for q in ("dm_mass", "subhalo_mass")}
-
-
-def paint_mem_mb(wildcards):
-    """The in-memory input region (at most paint.max_memory_gb) plus working tiles and catalogues."""
-    return int(PAINT["max_memory_gb"] * 1024) + 4000
+PAINT_PATCH = config["model"].get("patch") or PRESETS[config["model"].get("preset", "small")]["patch"]
+"""The patch edge the model section of the config asks for (a model that differs is refused)."""
+PAINT_MEM_MB = int(PAINT["max_memory_gb"] * 1024) + 4000
+"""The in-memory input region (at most paint.max_memory_gb) plus working tiles and catalogues."""
 
 
 PAINT_COMMON = dict(
-    expected_patch=paint_expected_patch(),
+    expected_patch=PAINT_PATCH,
     method=PAINT["method"],
     tile=PAINT["tile"],
     batch=PAINT["batch_size"],
@@ -49,6 +39,8 @@ rule paint_occupancy:
     log:
         logs("paint_occupancy"),
     threads: 1
+    conda:
+        "../envs/torch.yaml"
     resources:
         mem_mb=4000,
         runtime=60,
@@ -58,7 +50,9 @@ rule paint_occupancy:
 
 rule paint:
     input:
-        unpack(paint_fields),
+        # the gravity-only fields painted: the dark run's for the test cube, else the extra run's
+        unpack(lambda w: {q: results("fields", "dark" if w.painting == "test" else w.painting, f"{q}.zarr")
+                          for q in ("dm_mass", "subhalo_mass")}),
         model=results("select", "best.ckpt"),
         reference_dm=results("fields", "dark", "dm_mass.zarr"),
         occupancy=results("paint", "test", "occupancy.json"),
@@ -79,8 +73,10 @@ rule paint:
     benchmark:
         results("benchmarks", "paint", "{painting}.tsv")
     threads: 2
+    conda:
+        "../envs/torch.yaml"
     resources:
-        mem_mb=paint_mem_mb,
+        mem_mb=PAINT_MEM_MB,
         runtime=240,
         gpu=PAINT_GPU,
     script:
@@ -105,8 +101,10 @@ rule paint_oracle:
     benchmark:
         results("benchmarks", "paint", "test_oracle.tsv")
     threads: 2
+    conda:
+        "../envs/torch.yaml"
     resources:
-        mem_mb=paint_mem_mb,
+        mem_mb=PAINT_MEM_MB,
         runtime=240,
         gpu=PAINT_GPU,
     script:

@@ -9,6 +9,9 @@ STATS_FIELDS = {
 }
 """The test-cube stellar-mass field of each model (the truth is cut from the hydro field)."""
 
+STATS_CFG = {key: value for key, value in config["stats"].items() if key != "threads"}
+"""What the numbers depend on (so that changing the thread count reruns nothing)."""
+
 
 def stats_models():
     """The models compared: truth, dm2gal, the oracle painting when paint makes it, HOD."""
@@ -42,7 +45,7 @@ rule stats:
     wildcard_constraints:
         model="truth|dm2gal|dm2gal_oracle|hod",
     params:
-        cfg=config["stats"],
+        cfg=STATS_CFG,
     threads: config["stats"]["threads"]
     resources:
         mem_mb=stats_mem_mb,

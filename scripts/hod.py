@@ -7,4 +7,5 @@ log_to_file(snakemake.log[0])
 p = snakemake.params
 run_stage(p.dark_base, p.hydro_base, p.snapshot, snakemake.input.truth, snakemake.input.cubes,
           snakemake.output.field, snakemake.output.catalogue, snakemake.output.bins, n_bins=p.n_bins,
-          mass_min=p.mass_min, mass_max=p.mass_max, halo_mass_field=p.halo_mass_field, seed=p.seed)
+          mass_min=p.mass_min, mass_max=p.mass_max, halo_mass_field=p.halo_mass_field, seed=p.seed,
+          match_masses=p.match_masses)

@@ -7,4 +7,5 @@ log_to_file(snakemake.log[0])
 i, p = snakemake.input, snakemake.params
 run(i.model, i.dm_mass, i.subhalo_mass, i.dm_mass, p.base, p.snapshot, snakemake.output.field, None,
     source="dark", mode="oracle", cubes_json=i.cubes, truth_path=i.truth, expected_patch=p.expected_patch,
-    method=p.method, tile=p.tile, batch=p.batch, device=p.device, max_memory_gb=p.max_memory_gb)
+    method=p.method, tile=p.tile, batch=p.batch, device=p.device, max_memory_gb=p.max_memory_gb,
+    threads=snakemake.threads)

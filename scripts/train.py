@@ -1,4 +1,6 @@
 """Rule train: one hyper-parameter point (dm2gal.train.fit)."""
+import sys
+
 import torch
 
 from dm2gal.logs import log_to_file
@@ -6,6 +8,7 @@ from dm2gal.model import model_config
 from dm2gal.train import fit, load_training_data
 
 log_to_file(snakemake.log[0])
+sys.stdout = sys.stderr  # Lightning's progress bar writes to stdout: send it to the log too
 torch.set_num_threads(snakemake.threads)
 cfg, point = snakemake.params.train, snakemake.params.point
 model = {k: v for k, v in snakemake.params.model.items() if k != "preset"}

@@ -225,6 +225,16 @@ def test_corrupt_chunk_names_the_file(run, tmp_path):
     assert not (tmp_path / "b.h5").exists() and not (tmp_path / "f.zarr").exists()
 
 
+def test_corrupt_catalogue_chunk_names_the_file(run, tmp_path):
+    base = tmp_path / "output"
+    subhalos = {"SubhaloPos": np.full((10, 3), 1.0), "SubhaloMass": np.ones(10)}
+    tng.write_groupcat(base, SNAP, HEADER, {"GroupMass": np.ones(4)}, subhalos, n_chunks=3)
+    bad = tng.groupcat_path(base, SNAP, 2)
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(tng.CorruptChunkError, match=str(bad)):
+        FieldSource("dark", str(base), SNAP, "subhalo_mass").read(0)
+
+
 def test_slab_plan_rejects_slabs_that_split_zarr_chunks():
     with pytest.raises(ValueError, match="multiple of the Zarr chunk"):
         SlabPlan(64, 12, 8)

@@ -87,12 +87,14 @@ def test_empty_bin_draws_from_nearest_bin():
     assert out["stellar_mass"][1] in model.satellites[2]
 
 
-def synthetic_run(rng, halo_mass, hydro):
+def synthetic_run(rng, halo_mass, hydro, baryon_factor=1.0):
     """A halo population with an explicit stellar-mass--halo-mass relation; satellite
-    numbers are Poisson, so two calls on the same halos make a run and its twin."""
+    numbers are Poisson, so two calls on the same halos make a run and its twin.
+    `baryon_factor` scales the catalogued halo masses (not the satellite numbers)."""
     n_sub = 1 + rng.poisson(halo_mass / 5e11)
     sub_halo = np.repeat(np.arange(len(halo_mass)), n_sub)
     first = np.concatenate([[0], np.cumsum(n_sub)[:-1]])
+    halo_mass = halo_mass * baryon_factor
     cat = hod.Catalogue(halo_mass, first, sub_halo, sub_pos=rng.random((len(sub_halo), 3)))
     if hydro:
         host = halo_mass[sub_halo]
@@ -126,6 +128,30 @@ def test_stellar_mass_function_matches_truth_within_poisson_noise():
     assert ((bad - truth)[used] ** 2 / (bad + truth + 1)[used]).sum() / used.sum() > 10
 
 
+def test_abundance_matching_gives_hydro_masses_by_rank():
+    hydro = hand_hydro()  # occupied hydro halos: 1e11, 3e11, 2e12, 1e13
+    matched = hod.match_halo_masses(hand_dark(), hydro)
+    # dark occupied halos by mass: 1e14, 5e12, 8e11, 2e11, 5e10 -> 1e13, 2e12, 3e11, 1e11, then 5e10 * 1e11 / 2e11
+    np.testing.assert_allclose(matched.halo_mass, [1e11, 3e11, 2e12, 1e13, 2.5e10])
+
+
+def test_abundance_matching_corrects_a_baryonic_halo_mass_shift():
+    rng = np.random.default_rng(7)
+    halo_mass = 10 ** (10 + 4 * rng.random(30000) ** 3)
+    hydro = synthetic_run(rng, halo_mass, hydro=True, baryon_factor=0.8)  # feedback: hydro halos 20 % lighter
+    dark = synthetic_run(rng, halo_mass, hydro=False)
+    model = hod.fit(hydro, n_bins=15)
+    edges = np.arange(7, 12.01, 0.25)
+    truth = hod.stellar_mass_function(hydro.sub_stellar, edges)
+
+    def chi2(catalogue):
+        smf = hod.stellar_mass_function(hod.sample(model, catalogue, rng)["stellar_mass"], edges)
+        used = truth + smf > 20
+        return ((smf - truth)[used] ** 2 / (smf + truth)[used]).sum() / used.sum()
+    assert chi2(hod.match_halo_masses(dark, hydro)) < 2.0
+    assert chi2(dark) > 3.0  # binning by the gravity-only mass alone is biased
+
+
 @pytest.mark.parametrize("mas", ["CIC", "TSC", "PCS"])
 @pytest.mark.parametrize("start", [(3, 20, 7), (28, -4, 30)])
 def test_cube_deposit_equals_whole_box_deposit(mas, start):
@@ -144,3 +170,32 @@ def test_cube_deposit_equals_whole_box_deposit(mas, start):
     # float32 positions are rounded differently in the local and the whole-box frame
     np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-5 * expected.max())
     assert expected.sum() > 0
+
+
+@pytest.mark.slow
+def test_stellar_mass_function_on_the_mini_universe():
+    """The HOD of a freshly generated mini-universe reproduces its hydro stellar mass function."""
+    import yaml
+
+    from dm2gal.acquire.synthetic.build import make
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((repo / "config.yaml").read_text())["acquire"]["synthetic"]
+    params.update(n_particles=96, box_size=40.0, pm_steps=20)  # a smaller twin of the default, same physics
+    runs = make(params, seed=11, progress=False)
+
+    def catalogue(run):
+        h, s = run["halos"], run["subhalos"]
+        return hod.Catalogue(np.asarray(h["GroupMass"]), np.asarray(h["GroupFirstSub"]), np.asarray(s["SubhaloGrNr"]),
+                             np.asarray(s["SubhaloPos"]), np.asarray(s["SubhaloMassType"])[:, 4]
+                             if "SubhaloMassType" in s else None)
+    hydro, dark = catalogue(runs["hydro"]), catalogue(runs["dark"])
+    model = hod.fit(hydro, n_bins=10)
+    painted = hod.sample(model, hod.match_halo_masses(dark, hydro), np.random.default_rng(0))["stellar_mass"]
+    edges = np.arange(7, 12.51, 0.25)
+    truth = hod.stellar_mass_function(hydro.sub_stellar, edges)
+    smf = hod.stellar_mass_function(painted, edges)
+    used = truth + smf > 20
+    assert used.sum() >= 6
+    chi2 = ((smf - truth)[used] ** 2 / (smf + truth)[used]).sum() / used.sum()
+    assert chi2 < 2.0, (chi2, truth, smf)

@@ -16,22 +16,25 @@ import pytest
 import yaml
 
 from slurm_cluster import MIN_JOB_AGE, slurm_cluster
-from snakemake_run import REPO, dry_run_jobs, prepare_workdir, snakemake
+from snakemake_run import REPO, prepare_workdir, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-GPU_RESOURCE = re.compile(r"^\s*gpu\s*=\s*1\b", re.M)
+JOB_BLOCK = re.compile(r"^(localrule|rule|checkpoint) (\w+):\n((?:    .*\n)+)", re.M)
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 
 
-def gpu_rules() -> set[str]:
-    """Rules whose `resources:` ask for gpu=1, read from rules/*.smk."""
-    rules = set()
-    for smk in (REPO / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=(?:rule|checkpoint) )", smk.read_text()):
-            head = re.match(r"(?:rule|checkpoint) (\w+):", block)
-            if head and GPU_RESOURCE.search(block):
-                rules.add(head.group(1))
-    return rules
+def snakemake_jobs(log: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """Snakemake job id -> (rule, resources) of every job Snakemake sent to the executor."""
+    jobs = {}
+    for kind, rule, body in JOB_BLOCK.findall(log):
+        jobid = re.search(r"^    jobid: (\d+)$", body, re.M)
+        if kind == "localrule" or jobid is None:
+            continue
+        resources = re.search(r"^    resources: (.*)$", body, re.M)
+        pairs = (kv.split("=", 1) for kv in resources.group(1).split(", ")) if resources else ()
+        jobs[jobid.group(1)] = (rule, dict(pairs))
+    return jobs
 
 
 def test_profile():
@@ -42,8 +45,15 @@ def test_profile():
     assert profile["retries"] >= 1 and profile["latency-wait"] >= 30 and profile["jobs"] >= 1
 
 
+def slurm_mb(value: str) -> float:
+    """MB of a SLURM memory field like '5024M' or '8G'."""
+    return float(value[:-1]) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[value[-1]]
+
+
 def test_pipeline_through_slurm(tmp_path: Path):
-    work = prepare_workdir(tmp_path / "work")
+    # The tiny config with one training point and no oracle painting: every rule
+    # of the pipeline, in 17 jobs (each starts Snakemake twice inside SLURM).
+    work = prepare_workdir(tmp_path / "work", train={"learning_rate": [0.001]}, paint={"oracle": False})
     started = time.monotonic()
     with slurm_cluster(tmp_path / "slurm") as cluster:
         up = time.monotonic() - started
@@ -68,12 +78,12 @@ def test_pipeline_through_slurm(tmp_path: Path):
         test_profile.mkdir()
         (test_profile / "config.yaml").write_text(yaml.safe_dump(overrides))
 
-        expected = dry_run_jobs(work, "all", env=cluster.env)
         run = snakemake(work, "--profile", str(REPO / "slurm"), "--profile", str(test_profile), "all",
                         env=cluster.env, timeout=900)
         elapsed = time.monotonic() - started
         log = run.stderr
-        submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
+        jobs = snakemake_jobs(log)
+        submitted = dict(SUBMITTED.findall(log))
         sbatch = re.findall(r"sbatch call: (.*)", log)
         records = {r["JobId"]: r for r in cluster.jobs()}
         ctld = cluster.ctld_log()
@@ -88,25 +98,22 @@ def test_pipeline_through_slurm(tmp_path: Path):
         if "--gpus" in call:
             print("  GPU sbatch line:", re.sub(r' --wrap=".*"', ' --wrap="..."', call))
 
-    # Every job Snakemake submitted is a job slurmctld allocated, ran and saw finish.
-    assert submitted, "no job was submitted to SLURM"
+    # Every job Snakemake ran went to SLURM: slurmctld allocated, ran and saw it finish.
+    assert jobs and set(jobs) == set(submitted), (sorted(jobs), sorted(submitted))
     assert set(submitted.values()) == set(records), (submitted, sorted(records))
-    for job_id, r in records.items():
+    rules = {rule for rule, _ in jobs.values()}
+    assert {"synthesize", "acquired", "split", "train", "select", "paint", "hod", "stats", "figures", "metrics"} <= rules
+    for jobid, slurm_id in submitted.items():
+        rule, resources = jobs[jobid]
+        r = records[slurm_id]
         assert r["JobState"] == "COMPLETED" and r["ExitCode"] == "0:0", r
         assert r["Partition"] == cluster.partition and r["NodeList"] == cluster.node
-        assert f"sched: Allocate JobId={job_id} " in ctld
-        assert f"_job_complete: JobId={job_id} done" in ctld
-    # ... and they are the jobs of the dry run: every rule, as many times.
-    ran = {}
-    for r in records.values():
-        rule = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", r["Comment"]).group(1)
-        ran[rule] = ran.get(rule, 0) + 1
-    for rule, n in expected.items():
-        if rule != "all":
-            assert ran.get(rule, 0) >= n, (rule, ran, expected)
-    # GPU rules were submitted with a GPU request and got the node's GPU.
-    gpu = gpu_rules() & set(ran)
-    for r in records.values():
-        rule = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", r["Comment"]).group(1)
-        assert ("gres:gpu:1" in r.get("TresPerJob", "")) == (rule in gpu), r
+        assert r["Comment"].startswith(f"rule_{rule}"), (rule, r["Comment"])
+        assert f"sched: Allocate JobId={slurm_id} " in ctld
+        assert f"_job_complete: JobId={slurm_id} done" in ctld
+        # The rule's resources became the job's limits, a GPU request included.
+        assert r["TimeLimit"] == f"{int(resources['runtime']) // 60:02d}:{int(resources['runtime']) % 60:02d}:00", r
+        assert slurm_mb(r["MinMemoryNode"]) == int(resources["mem_mb"]), r
+        assert ("gres:gpu:1" in r.get("TresPerJob", "")) == (resources.get("gpu", "0") == "1"), (rule, r)
+    assert any(resources.get("gpu") == "1" for _, resources in jobs.values()), "no GPU job in the run"
     assert (work / "results" / "metrics.json").exists()

@@ -72,8 +72,8 @@ def test_zeldovich_displacement_has_divergence_minus_delta():
     psi1, _ = ics.lpt_displacements(delta_k, box, order=1)
     kx, ky, kz = ics.wavevectors(n, box)
     div_k = sum(1j * k * np.fft.rfftn(psi1[:, i].reshape(n, n, n)) for i, k in enumerate((kx, ky, kz)))
-    delta = np.fft.irfftn(delta_k, s=(n, n, n))
-    np.testing.assert_allclose(np.fft.irfftn(div_k, s=(n, n, n)), -delta, atol=1e-6 * np.abs(delta).max())
+    delta = np.fft.irfftn(delta_k, s=(n, n, n), axes=(0, 1, 2))
+    np.testing.assert_allclose(np.fft.irfftn(div_k, s=(n, n, n), axes=(0, 1, 2)), -delta, atol=1e-6 * np.abs(delta).max())
 
 
 def test_initial_power_matches_colossus(config):
@@ -86,7 +86,7 @@ def test_initial_power_matches_colossus(config):
 
     n, box = 64, 100.0
     g = Growth()
-    delta = np.fft.irfftn(ics.linear_density_k(n, box, g, seed=7), s=(n, n, n)).astype(np.float32)
+    delta = np.fft.irfftn(ics.linear_density_k(n, box, g, seed=7), s=(n, n, n), axes=(0, 1, 2)).astype(np.float32)
     pk = PKL.Pk(delta, box, 0, "None", 1, False)
     sel = pk.k3D < 0.5 * np.pi * n / box
     ratio = pk.Pk[sel, 0] / g.linear_power(pk.k3D[sel])
@@ -230,7 +230,7 @@ def test_hydro_twin_baryonic_effects(tiny_runs, config):
 def test_satellite_loss_is_a_fraction(config):
     halos = {"GroupMass": np.array([1e13]), "GroupFirstSub": np.array([0]), "Group_M_Crit200": np.array([8e12])}
     n_sat = 2000
-    subs = {"SubhaloMass": np.r_[5e12, np.full(n_sat, 1e10)], "SubhaloGrNr": np.zeros(n_sat + 1, int),
+    subs = {"SubhaloMass": np.r_[5e12, np.logspace(10, 11, n_sat)], "SubhaloGrNr": np.zeros(n_sat + 1, int),
             "SubhaloPos": np.full((n_sat + 1, 3), 5.0), "SubhaloVel": np.zeros((n_sat + 1, 3)),
             "SubhaloVmax": np.full(n_sat + 1, 100.0)}
     tree = fof.periodic_tree(np.random.default_rng(0).uniform(0, 10, (1000, 3)), 10.0)
@@ -354,38 +354,65 @@ def test_hdf5_layout_names(tiny_runs):
 
 @pytest.fixture(scope="module")
 def default_runs(config):
-    """The default mini-universe (config.yaml), made once; with the seeded linear field."""
+    """The default mini-universe (config.yaml), made once."""
     params = config["acquire"]["synthetic"]
     return params, build.make(params, config["seed"], progress=False)
 
 
-@pytest.mark.slow
-def test_large_scale_power_matches_linear_theory(default_runs, config):
-    """P(k) at z = 0 on the box's largest scales (k < 0.35 h/Mpc) vs colossus P_lin(k) D(1)^2, within 15%.
+def power_against_linear(pos, box, n, seed, growth, k_max):
+    """Bins k < k_max of (k, P_final / P_lin D^2, P_final / (P_lin D^2 x realisation), propagator).
 
-    Each bin holds only 13-33 modes, so the realisation scatters about P_lin by
-    25-40% (cosmic variance). The realisation's own linear power (the seeded IC
-    field at z = 0, measured identically) is divided out first, leaving growth
-    and mode coupling, the part the N-body run is responsible for.
+    The z = 0 particle P(k) (Pylians, CIC deconvolved) over colossus' P_lin(k)
+    D(1)^2; the realisation's own linear power (the seeded field at z = 0,
+    measured identically) divided out removes the Gaussian cosmic variance of
+    bins with few modes; the propagator P_x(final, linear) / P_linear(realisation)
+    is the part of the final field that is the grown initial field.
     """
     import MAS_library as MASL
     import Pk_library as PKL
 
-    params, runs = default_runs
-    box, n = params["box_size"], params["n_particles"]
-    g = Growth()
     grid = np.zeros((n,) * 3, dtype=np.float32)
-    MASL.MA(runs["dark"]["particles"][1]["Coordinates"].astype(np.float32), grid, box, "CIC", verbose=False)
+    MASL.MA(pos.astype(np.float32), grid, box, "CIC", verbose=False)
     grid = grid / grid.mean() - 1
-    final = PKL.Pk(grid, box, 0, "CIC", 1, False)
-    ic_seed = build.seeds(config["seed"], params["seed_offset"])[0]
-    lin = np.fft.irfftn(ics.linear_density_k(n, box, g, ic_seed), s=(n,) * 3).astype(np.float32)
-    initial = PKL.Pk(lin, box, 0, "None", 1, False)
-    sel = final.k3D < 0.35
-    cosmic_variance = initial.Pk[sel, 0] / g.linear_power(initial.k3D[sel])
-    ratio = final.Pk[sel, 0] / (g.linear_power(final.k3D[sel]) * g.D(1.0) ** 2 * cosmic_variance)
-    print("k", final.k3D[sel], "P / (P_lin D^2 x realisation)", ratio, "realisation", cosmic_variance)
+    lin = np.fft.irfftn(ics.linear_density_k(n, box, growth, seed), s=(n,) * 3, axes=(0, 1, 2)).astype(np.float32)
+    x = PKL.XPk([grid, lin], box, 0, MAS=["CIC", "None"], threads=1)
+    sel = x.k3D < k_max
+    k, p_final, p_real = x.k3D[sel], x.Pk[sel, 0, 0], x.Pk[sel, 0, 1]
+    p_lin = growth.linear_power(k) * growth.D(1.0) ** 2
+    return k, p_final / p_lin, p_final / p_lin / (p_real / p_lin), x.XPk[sel, 0, 0] / p_real
+
+
+@pytest.mark.slow
+def test_large_scale_power_matches_linear_theory(config):
+    """The solver in a 400 Mpc/h box (64^3 particles, the default's settings otherwise): on the linear
+    scales k < 0.1 h/Mpc (95% of the ~1.5e3 modes there are linear to ~3%), P(k) / (P_lin D^2) is 1
+    within 15% once each bin's Gaussian cosmic variance (its realisation's linear power) is divided out.
+    """
+    params = dict(config["acquire"]["synthetic"], box_size=400.0, n_particles=64)
+    pos, _ = build.gravity_only(params, config["seed"], progress=False)
+    seed = build.seeds(config["seed"], params["seed_offset"])[0]
+    k, raw, ratio, prop = power_against_linear(pos, 400.0, 64, seed, Growth(), 0.1)
+    print("\nk", k.round(3), "\nP/(P_lin D^2)", raw.round(3), "\n  / realisation", ratio.round(3),
+          "\npropagator", prop.round(3))
     assert np.all(np.abs(ratio - 1) < 0.15), ratio
+    assert np.all(np.abs(prop - 1) < 0.15), prop
+
+
+@pytest.mark.slow
+def test_default_box_largest_scales_follow_linear_theory(default_runs, config):
+    """The default 50 Mpc/h box: its largest-scale bin (k < 0.2 h/Mpc, 13 modes) within 15% of
+    P_lin D^2 x realisation, and the propagator (the grown initial field) within 15% of 1.
+
+    Larger k in so small a box carry halo-dominated, realisation-specific nonlinear power
+    (P / P_lin x realisation 1.2-1.9 at k = 0.3 across seeds), so they are reported, not tested.
+    """
+    params, runs = default_runs
+    seed = build.seeds(config["seed"], params["seed_offset"])[0]
+    k, raw, ratio, prop = power_against_linear(runs["dark"]["particles"][1]["Coordinates"], params["box_size"],
+                                               params["n_particles"], seed, Growth(), 0.5)
+    print("\nk", k.round(3), "\nP/(P_lin D^2)", raw.round(3), "\n  / realisation", ratio.round(3),
+          "\npropagator", prop.round(3))
+    assert abs(ratio[0] - 1) < 0.15 and abs(prop[0] - 1) < 0.15
 
 
 @pytest.mark.slow

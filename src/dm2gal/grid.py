@@ -106,6 +106,8 @@ class FieldSource:
 
     def _read_catalogue(self) -> tuple[np.ndarray, np.ndarray]:
         mass_key = "SubhaloMass" if self.quantity == "subhalo_mass" else "SubhaloMassType"
+        for chunk in range(int(tng.groupcat_header(self.base, self.snapshot)["NumFiles"])):
+            tng.groupcat_header(self.base, self.snapshot, chunk)  # a bad file raises, naming itself
         cat = tng.load_subhalos(self.base, self.snapshot, ["SubhaloPos", mass_key])
         if cat["count"] == 0:
             return np.zeros((0, 3)), np.zeros(0)
@@ -195,15 +197,13 @@ class SlabPlan:
     def n_slabs(self) -> int:
         return self.n_grid // self.thickness
 
-    def slab_bytes(self) -> int:
-        return 4 * self.thickness * self.n_grid ** 2
-
 
 def scatter(source: FieldSource, chunk: int, plan: SlabPlan, out: str | os.PathLike) -> np.ndarray:
-    """Bucket input chunk `chunk` by slab into HDF5 `out` (group slab_{s}: pos float32 (m, 3) [Mpc/h], mass float32 (m,) [Msun/h]).
+    """Bucket input chunk `chunk` by slab into the HDF5 file `out`; returns the count per slab.
 
-    Particles on a slab's last plane are written to the next slab as well. Returns
-    the particle count per slab (margins included).
+    Group slab_{s} holds pos (m, 3) [Mpc/h, wrapped] and mass (m,) [Msun/h], both
+    float32. Particles on a slab's last plane are written to the next slab as well
+    (counts include them).
     """
     box = source.box_size()
     pos, mass = source.read(chunk)
@@ -336,7 +336,7 @@ def memory_mb(step: str, n_grid: int, thickness: int, particles_per_chunk: float
     return int(np.ceil(1.2 * (base + need) / 1e6))
 
 
-RATE = {"box": 5e6, "scatter": 3e6, "gather": 2e6, "write": 50e6}
+RATE = {"box": 1e6, "scatter": 3e6, "gather": 2e6, "write": 50e6}
 """Throughputs on one core [particles/s; 'write': field bytes/s into compressed Zarr], rounded
 down from benchmarks/grid.py on a 2-core dev box (reading included)."""
 

@@ -13,6 +13,13 @@ and applied to the gravity-only run's own halos and subhalos.
    satellites per halo (hydro / gravity-only) and by the ratio of the mean halo
    mass (hydro / gravity-only): the baryonic corrections of the paper.
 
+Baryons also shift the halo mass function (feedback makes hydro halos lighter), so a
+gravity-only halo binned by its own mass lands in a heavier bin than its hydro twin
+and draws too massive a central. With `match_halo_masses` (the default of the hod
+stage) the gravity-only halos are first given the hydro mass of equal abundance
+(rank in the paired box), which corrects the halo mass function itself; the paper's
+satellite corrections then act on what remains.
+
 Halos outside the bin range are put in the nearest edge bin; a bin without a
 hydro central (or satellite) draws from the nearest bin that has one.
 """
@@ -150,6 +157,25 @@ def corrections(hod: HOD, dark: Catalogue) -> dict[str, np.ndarray]:
     return dict(n_halo=n_halo, n_sat=n_sat, mass_sum=mass_sum, sat_ratio=sat_ratio, mass_ratio=mass_ratio)
 
 
+def match_halo_masses(dark: Catalogue, hydro: Catalogue) -> Catalogue:
+    """A copy of `dark` whose occupied halos carry the hydro halo mass of equal abundance.
+
+    Both runs share the box, so equal abundance is equal rank: the k-th heaviest
+    gravity-only halo (with a subhalo) gets the k-th heaviest hydro halo mass; halos
+    ranked beyond the hydro count keep their mass times the ratio at the last rank.
+    """
+    occ = np.flatnonzero(_occupied(dark))
+    order = occ[np.argsort(-dark.halo_mass[occ], kind="stable")]
+    target = np.sort(hydro.halo_mass[_occupied(hydro)])[::-1]
+    k = min(len(order), len(target))
+    mass = dark.halo_mass.astype(np.float64).copy()
+    if k == 0:
+        return dark
+    mass[order[:k]] = target[:k]
+    mass[order[k:]] = dark.halo_mass[order[k:]] * (target[k - 1] / dark.halo_mass[order[k - 1]])
+    return Catalogue(mass, dark.first_sub, dark.sub_halo, dark.sub_pos, dark.sub_stellar)
+
+
 def _nearest_nonempty(pools: list[np.ndarray]) -> np.ndarray:
     """For each bin, the index of the nearest bin whose pool is non-empty."""
     full = np.flatnonzero([len(p) > 0 for p in pools])
@@ -223,7 +249,7 @@ SMF_EDGES = np.arange(7.0, 13.01, 0.25)
 
 def run(dark_base: str, hydro_base: str, snap: int, truth_attrs: dict, cube_start, cube_size: int,
         n_bins: int, mass_min: float | None, mass_max: float | None, halo_mass_field: str,
-        seed: int) -> tuple[np.ndarray, dict, dict]:
+        seed: int, match_masses: bool = True) -> tuple[np.ndarray, dict, dict]:
     """Fit the HOD on the hydro run, paint the gravity-only run, deposit the test cube.
 
     `truth_attrs` are the attributes of the hydro stellar-mass field (box_size, n_grid,
@@ -238,6 +264,11 @@ def run(dark_base: str, hydro_base: str, snap: int, truth_attrs: dict, cube_star
     log.info("hydro: %d halos, %d subhalos; gravity-only: %d halos, %d subhalos",
              len(hydro.halo_mass), len(hydro.sub_halo), len(dark.halo_mass), len(dark.sub_halo))
     hod = fit(hydro, n_bins, mass_min, mass_max)
+    if match_masses:
+        raw_total = dark.halo_mass[_occupied(dark)].sum()
+        dark = match_halo_masses(dark, hydro)
+        log.info("abundance matching: gravity-only halo masses x %.4f overall",
+                 dark.halo_mass[_occupied(dark)].sum() / raw_total)
     painted = sample(hod, dark, np.random.default_rng(seed))
     cube = deposit_cube(dark.sub_pos, painted["stellar_mass"], truth_attrs["box_size"],
                         truth_attrs["n_grid"], cube_start, cube_size, truth_attrs["mas"])
@@ -246,7 +277,8 @@ def run(dark_base: str, hydro_base: str, snap: int, truth_attrs: dict, cube_star
     columns = dict(position=dark.sub_pos, stellar_mass=painted["stellar_mass"],
                    host_subhalo=np.arange(len(dark.sub_halo)), central=painted["central"])
     report = dict(
-        halo_mass_field=halo_mass_field, seed=seed, log10_edges=hod.edges.tolist(),
+        halo_mass_field=halo_mass_field, seed=seed, match_halo_masses=match_masses,
+        log10_edges=hod.edges.tolist(),
         bins=[dict(n_halo_hydro=int(hod.n_halo[b]), n_halo_dark=int(painted["n_halo"][b]),
                    n_central_hydro=len(hod.centrals[b]), n_satellite_hydro=len(hod.satellites[b]),
                    n_satellite_dark=int(painted["n_sat"][b]),
@@ -262,7 +294,7 @@ def run(dark_base: str, hydro_base: str, snap: int, truth_attrs: dict, cube_star
 
 def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_json, out_field, out_catalogue,
               out_bins, *, n_bins: int, mass_min: float | None, mass_max: float | None, halo_mass_field: str,
-              seed: int) -> dict:
+              seed: int, match_masses: bool = True) -> dict:
     """The hod rule: the test-cube field (attributes like a painted cube), catalogue and bins.json."""
     import json
 
@@ -274,7 +306,7 @@ def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_
     truth_attrs = dict(open_field(truth_path).attrs)
     start, size = read_cube(cubes_json, "test")
     cube, columns, report = run(dark_base, hydro_base, snapshot, truth_attrs, start, size, n_bins, mass_min,
-                                mass_max, halo_mass_field, seed)
+                                mass_max, halo_mass_field, seed, match_masses)
     attrs = painted_attrs(truth_attrs, start, size, "hod", "dark", model="HOD (Kasmanoff et al. 2020, sec. 2.3)")
     attrs["label"] = "HOD benchmark: hydro halo-mass bins sampled onto gravity-only subhalos"
     write_field(out_field, cube, attrs)

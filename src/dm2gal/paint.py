@@ -173,14 +173,15 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
             sub_block = raw[1, half:half + shape[0], half:half + shape[1], half:half + shape[2]]
             truth_block = read_periodic(truth, first, shape) if truth is not None else None
             mask = occupancy_mask(mode, sub_block, threshold, truth_block, min_mass)
+            if not mask.any():
+                continue  # the store's fill value is 0
+            with torch.no_grad():
+                y = dense(norm(raw))
+            y = y[0, 0, :shape[0], :shape[1], :shape[2]].float().cpu().numpy()
             block = np.zeros(shape, np.float32)
-            if mask.any():
-                with torch.no_grad():
-                    y = dense(norm(raw))
-                y = y[0, 0, :shape[0], :shape[1], :shape[2]].float().cpu().numpy()
-                block[mask] = 10.0 ** (y[mask].astype(np.float64) * t_std + t_mean)
-                n_painted += int(mask.sum())
-                painted_mass += float(block.sum(dtype=np.float64))
+            block[mask] = 10.0 ** (y[mask].astype(np.float64) * t_std + t_mean)
+            n_painted += int(mask.sum())
+            painted_mass += float(block.sum(dtype=np.float64))
             out[offset[0]:offset[0] + shape[0], offset[1]:offset[1] + shape[1],
                 offset[2]:offset[2] + shape[2]] = block
     else:
@@ -300,21 +301,26 @@ def resolve_device(device: str) -> str:
 def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, out_field, out_catalogue=None, *,
         source: str, mode: str = "honest", cubes_json=None, occupancy_json=None, truth_path=None,
         expected_patch: int | None = None, method: str = "dense", tile: int = 64, batch: int = 256,
-        device: str = "auto", max_memory_gb: float = 8.0) -> dict:
+        device: str = "auto", max_memory_gb: float = 8.0, threads: int | None = None) -> dict:
     """The paint stage for one run: the test cube (`cubes_json` given) or the whole box.
 
     `reference_dm_path` is the dark-matter field the model was trained on (its voxel
     size must match); honest mode reads the occupancy threshold from `occupancy_json`,
     oracle mode the truth from `truth_path`. Writes the painted field and, if
-    `out_catalogue`, the mock catalogue (HDF5). Returns the painting summary.
+    `out_catalogue`, the mock catalogue (HDF5); `threads` caps torch's CPU threads.
+    Returns the painting summary.
     """
     import json
+
+    import torch
 
     from .atomic import atomic_path
     from .catalogue import write_catalogue
     from .inference import load_model
     from .tng import load_subhalos
 
+    if threads:
+        torch.set_num_threads(int(threads))
     device = resolve_device(device)
     dm_attrs = dict(open_field(dm_path).attrs)
     ref_attrs = dict(open_field(reference_dm_path).attrs)

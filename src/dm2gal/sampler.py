@@ -62,7 +62,7 @@ class PatchSource:
         std: Sequence[float],
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
-        slab: int = 64,
+        slab: int = 128,
     ) -> "PatchSource":
         """Normalise and stack C cubic mass fields [Msun/h] into a PatchSource.
 

@@ -27,7 +27,7 @@ import torch
 from .atomic import atomic_path
 from .inference import checkpoint_dict, predict
 from .model import build_model, n_parameters
-from .sampler import DrawnBatches, PatchSource, WeightedDraws
+from .sampler import DrawnBatches, PatchSource, WeightedDraws, fits_on_gpu
 
 log = logging.getLogger("dm2gal.train")
 
@@ -65,16 +65,17 @@ class TrainingData:
 
 
 def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_json) -> TrainingData:
-    """TrainingData from the grid fields (read whole into memory) and the split outputs."""
+    """TrainingData from the grid fields (opened lazily; `PatchSource` reads them in slabs) and the
+    split outputs."""
     import json
 
-    from .fields import open_field, read_field, read_periodic
+    from .fields import open_field, read_periodic
 
     split = np.load(train_npz)
     cubes = json.loads(Path(cubes_json).read_text())
     val = cubes["validation"]
-    dm, attrs = read_field(dm_path)
-    sub, _ = read_field(subhalo_path)
+    dm, sub = open_field(dm_path), open_field(subhalo_path)  # read slab by slab into the PatchSource
+    attrs = dict(dm.attrs)
     truth = read_periodic(open_field(stellar_path), val["start"], (val["size"],) * 3)
     return TrainingData(
         dm=dm, subhalo=sub, coords=split["coords"], log_mstar=split["log_mstar"], weights=split["weights"],
@@ -134,8 +135,10 @@ class Dm2GalModule(L.LightningModule):
     # --- data ---------------------------------------------------------------------
     def on_fit_start(self) -> None:
         n = self.data.normalisation
+        n_grid = int(self.data.dm.shape[0])
+        on_gpu = self.device.type == "cuda" and fits_on_gpu(2 * 2 * n_grid ** 3)  # two float16 channels
         self.source = PatchSource.from_arrays([self.data.dm, self.data.subhalo], n["input_mean"], n["input_std"],
-                                              device=self.device if self.device.type == "cuda" else "cpu")
+                                              device=self.device if on_gpu else "cpu")
         if self.device.type == "cuda":
             self.net.to(memory_format=torch.channels_last_3d)
         log.info("network: %d parameters, patch %d^3; fields on %s as %s", n_parameters(self.net), self.patch,

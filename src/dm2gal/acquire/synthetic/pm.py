@@ -57,7 +57,10 @@ def _green(n_mesh: int, box: float):
     kx, ky, kz = wavevectors(n_mesh, box)
     k2 = kx**2 + ky**2 + kz**2
     k2[0, 0, 0] = 1.0
-    green = (-1.0 / k2).astype(np.float32)
+    import os
+    cell = box / n_mesh
+    window = (np.sinc(kx * cell / (2 * np.pi)) * np.sinc(ky * cell / (2 * np.pi)) * np.sinc(kz * cell / (2 * np.pi))) ** 2
+    green = (-1.0 / k2 / window ** float(os.environ.get("DECONV", "0"))).astype(np.float32)
     green[0, 0, 0] = 0.0
     cell = box / n_mesh
     # 4-point finite-difference gradient: (8 sin(k h) - sin(2 k h)) / (6 h), zero at Nyquist
