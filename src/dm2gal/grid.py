@@ -83,7 +83,14 @@ class FieldSource:
         return "Subhalo/SubhaloMassType[:, 4] at SubhaloPos"
 
     def box_size(self) -> float:
-        """Box side [Mpc/h] from the snapshot header."""
+        """Box side [Mpc/h] from the header of the files this field is read from.
+
+        Catalogue fields read the group-catalogue header: archive sources fetch no
+        hydro snapshot when the stellar field comes from the catalogue.
+        """
+        if self.part_type is None:
+            header = tng.groupcat_header(self.base, self.snapshot, 0)
+            return float(tng.to_library_units("BoxSize", header["BoxSize"]))
         return float(tng.snapshot_header(self.base, self.snapshot, 0)["BoxSize"])
 
     def n_chunks(self) -> int:
