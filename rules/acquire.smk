@@ -33,6 +33,8 @@ checkpoint acquired:
         logs("acquired", "{sim}"),
     resources:
         runtime=60,
+    conda:
+        "../envs/sim.yaml"
     script:
         "../scripts/acquired.py"
 

@@ -50,6 +50,8 @@ if ACQUIRE_SOURCE == "tng":
             tng_connections=1,
             runtime=30,
             mem_mb=500,
+        conda:
+            "../envs/sim.yaml"
         script:
             "../scripts/acquire_tng_listing.py"
 
@@ -75,6 +77,8 @@ if ACQUIRE_SOURCE == "tng":
                 tng_connections=1,
                 runtime=240,
                 mem_mb=1000,
+            conda:
+                "../envs/sim.yaml"
             script:
                 "../scripts/acquire_tng.py"
 
@@ -122,6 +126,8 @@ if ACQUIRE_SOURCE == "camels":
             resources:
                 runtime=240,
                 mem_mb=1000,
+            conda:
+                "../envs/sim.yaml"
             script:
                 "../scripts/acquire_camels.py"
 
@@ -156,6 +162,8 @@ if ACQUIRE_SOURCE == "local":
         resources:
             runtime=30,
             mem_mb=500,
+        conda:
+            "../envs/sim.yaml"
         script:
             "../scripts/acquire_local.py"
 

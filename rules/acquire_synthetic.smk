@@ -8,7 +8,7 @@ rule synthesize:
         dark=directory(sim_base("dark")),
         hydro=directory(sim_base("hydro")),
     params:
-        synthetic=config["acquire"].get("synthetic", {}),
+        synthetic=config["acquire"]["synthetic"],
         seed=config["seed"],
         snapshot=SNAPSHOT,
     log:
@@ -16,6 +16,8 @@ rule synthesize:
     benchmark:
         results("benchmarks", "synthesize.tsv")
     threads: 2
+    conda:
+        "../envs/sim.yaml"
     resources:
         mem_mb=4000,
         runtime=30,

@@ -1,4 +1,4 @@
-# Shared by all rule files: config validation, paths, and small input helpers.
+# Shared by the stage files: config validation, paths, and small input helpers.
 import os
 from pathlib import Path
 

@@ -42,6 +42,8 @@ rule figures:
         runtime=30,
     log:
         logs("figures"),
+    conda:
+        "../envs/stats.yaml"
     script:
         "../scripts/figures.py"
 
@@ -65,6 +67,8 @@ rule metrics:
         runtime=10,
     log:
         logs("metrics"),
+    conda:
+        "../envs/stats.yaml"
     script:
         "../scripts/metrics.py"
 

@@ -9,16 +9,12 @@ PAINT_EXTRA = {r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in conf
 PAINT_GPU = 1 if PAINT["device"] == "cuda" else 0
 
 
-from dm2gal.model import PRESETS
-
-PAINT_PATCH = config["model"].get("patch") or PRESETS[config["model"].get("preset", "small")]["patch"]
-"""The patch edge the model section of the config asks for (a model that differs is refused)."""
 PAINT_MEM_MB = int(PAINT["max_memory_gb"] * 1024) + 4000
 """The in-memory input region (at most paint.max_memory_gb) plus working tiles and catalogues."""
 
 
 PAINT_COMMON = dict(
-    expected_patch=PAINT_PATCH,
+    model=config["model"],  # the architecture asked for: a selected model with another patch is refused
     method=PAINT["method"],
     tile=PAINT["tile"],
     batch=PAINT["batch_size"],

@@ -26,6 +26,8 @@ rule split:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../envs/sim.yaml"
     script:
         "../scripts/split.py"
 

@@ -54,5 +54,7 @@ rule stats:
         logs("stats", "{model}"),
     benchmark:
         results("benchmarks", "stats", "{model}.tsv")
+    conda:
+        "../envs/stats.yaml"
     script:
         "../scripts/stats.py"

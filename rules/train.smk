@@ -37,6 +37,8 @@ rule train:
         gpu=TRAIN["gpus_per_job"],
         mem_mb=TRAIN["mem_mb"],
         runtime=TRAIN["runtime"],
+    conda:
+        "../envs/torch.yaml"
     script:
         "../scripts/train.py"
 
@@ -56,6 +58,8 @@ rule select:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/torch.yaml"
     script:
         "../scripts/select.py"
 

@@ -1,11 +1,11 @@
 """Rule paint: honest painting of the test cube or of an extra gravity-only run (dm2gal.paint)."""
 
 from dm2gal.logs import log_to_file
-from dm2gal.paint import run
+from dm2gal.paint import configured_patch, run
 
 log_to_file(snakemake.log[0])
 i, p = snakemake.input, snakemake.params
 run(i.model, i.dm_mass, i.subhalo_mass, i.reference_dm, p.base, p.snapshot, snakemake.output.field,
     snakemake.output.catalogue, source=p.source, mode="honest", cubes_json=None if p.whole_box else i.cubes,
-    occupancy_json=i.occupancy, expected_patch=p.expected_patch, method=p.method, tile=p.tile, batch=p.batch,
-    device=p.device, max_memory_gb=p.max_memory_gb, threads=snakemake.threads)
+    occupancy_json=i.occupancy, expected_patch=configured_patch(p.model), method=p.method, tile=p.tile,
+    batch=p.batch, device=p.device, max_memory_gb=p.max_memory_gb, threads=snakemake.threads)

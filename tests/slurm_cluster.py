@@ -252,6 +252,8 @@ def _reap_daemon(proc: subprocess.Popen, name: str, timeout: float = 20) -> None
 @contextmanager
 def slurm_cluster(root: Path, startup_timeout: float = 60):
     """Start a single-node SLURM cluster under `root`; yield a `SlurmCluster`; stop it."""
+    if os.geteuid() != 0:
+        raise RuntimeError("starting munged as the munge user and slurmd needs root")
     missing = missing_binaries()
     if missing:
         raise RuntimeError(f"SLURM/munge binaries missing: {missing}; run `make debs`")

@@ -16,6 +16,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+JOB_BLOCK = re.compile(r"^(localrule|rule|checkpoint) (\w+):\n((?:    .*\n)+)", re.M)
+"""One job in Snakemake's log: its rule and indented details (jobid, resources, ...)."""
 TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
 """The mini-universe shrunk until the whole pipeline runs in minutes on 2 cores."""
 
@@ -63,3 +65,34 @@ def dry_run_jobs(workdir: Path, *targets: str, env: dict | None = None) -> dict[
         if len(fields) == 2 and fields[1].isdigit() and fields[0] != "total":
             counts[fields[0]] = int(fields[1])
     return counts
+
+
+def rule_blocks() -> dict[str, str]:
+    """Rule name -> its definition's text (up to the next rule), from rules/*.smk.
+
+    Rules defined in a loop (`rule:` with `name: f"..."`) appear under their
+    name's template, e.g. `tng_{_kind}_chunk`.
+    """
+    header = re.compile(r"[ \t]*(?:rule|checkpoint)(?:[ \t]+(\w+))?[ \t]*:")
+    blocks = {}
+    for smk in (REPO / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=[ \t]*(?:rule|checkpoint)(?:[ \t]+\w+)?[ \t]*:)", "\n" + smk.read_text()):
+            head = header.match(block)
+            if head is None:
+                continue
+            name = head.group(1) or re.search(r"^\s+name:\s*f?[\"']([^\"']+)", block, re.M).group(1)
+            blocks[name] = block
+    return blocks
+
+
+def snakemake_jobs(log: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """Snakemake job id -> (rule, resources) of every job Snakemake sent to the executor."""
+    jobs = {}
+    for kind, rule, body in JOB_BLOCK.findall(log):
+        jobid = re.search(r"^    jobid: (\d+)$", body, re.M)
+        if kind == "localrule" or jobid is None:
+            continue
+        resources = re.search(r"^    resources: (.*)$", body, re.M)
+        pairs = (kv.split("=", 1) for kv in resources.group(1).split(", ")) if resources else ()
+        jobs[jobid.group(1)] = (rule, dict(pairs))
+    return jobs

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from snakemake_run import rule_blocks
+
 REPO = Path(__file__).resolve().parents[1]
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 CONDA_TO_PYPI = {"pytorch": "torch"}
@@ -93,17 +95,6 @@ def test_every_import_is_a_dependency():
         if not dists & project:
             undeclared[module] = sorted(dists)
     assert not undeclared, f"imported but not in pyproject.toml's dependencies: {undeclared}"
-
-
-def rule_blocks() -> dict[str, str]:
-    """Rule name -> its text (up to the next rule), from rules/*.smk."""
-    blocks = {}
-    for smk in (REPO / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=\s*(?:rule|checkpoint)\s+\w+\s*:)", "\n" + smk.read_text()):
-            head = re.match(r"\s*(?:rule|checkpoint)\s+(\w+)\s*:", block)
-            if head:
-                blocks[head.group(1)] = block
-    return blocks
 
 
 def test_every_job_rule_has_a_conda_env():

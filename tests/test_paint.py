@@ -121,3 +121,55 @@ def test_catalogue_shares_painted_mass_among_subhalos(tmp_path):
     write_catalogue(tmp_path / "c.hdf5", attrs=dict(box_size=box, mode="honest"), **part)
     cols, attrs = read_catalogue(tmp_path / "c.hdf5")
     assert attrs["n_galaxies"] == len(cols["stellar_mass"]) == (part["stellar_mass"] > 0).sum()
+
+
+def test_run_paints_and_catalogues_the_test_cube(fields, tmp_path):
+    """The stage entry point: checkpoint in, honest field and catalogue out; a wrong patch is refused."""
+    import json
+
+    from dm2gal import tng
+    from dm2gal.inference import checkpoint_dict
+
+    root, paths, net, norm = fields
+    ckpt = tmp_path / "best.ckpt"
+    torch.save(checkpoint_dict(net, norm, {}), ckpt)
+    rng = np.random.default_rng(4)
+    base = tmp_path / "dark" / "output"
+    header = dict(BoxSize=20.0, Omega0=0.3, OmegaLambda=0.7, HubbleParam=0.7, Redshift=0.0, Time=1.0)
+    tng.write_groupcat(base, 99, header, dict(GroupMass=np.array([1e13]), GroupFirstSub=np.array([0])),
+                       dict(SubhaloPos=rng.random((50, 3)) * 20, SubhaloMass=10 ** rng.uniform(10, 12, 50),
+                            SubhaloGrNr=np.zeros(50, np.int32)), 1)
+    cubes = tmp_path / "cubes.json"
+    cubes.write_text(json.dumps(dict(test=dict(start=[30, 5, 12], size=16), min_stellar_mass=1e8)))
+    occ = tmp_path / "occupancy.json"
+    occ.write_text(json.dumps(dict(threshold=3e10)))
+    common = dict(source="dark", cubes_json=cubes, occupancy_json=occ, tile=8, device="cpu")
+    with pytest.raises(paint.PatchMismatchError, match="29"):
+        paint.run(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], base, 99, tmp_path / "x.zarr",
+                  expected_patch=65, **common)
+    assert not (tmp_path / "x.zarr").exists()
+    summary = paint.run(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], base, 99,
+                        tmp_path / "painted.zarr", tmp_path / "catalogue.hdf5", expected_patch=29, **common)
+    field, attrs = read_field(tmp_path / "painted.zarr")
+    assert field.shape == (16,) * 3 and attrs["mode"] == "honest" and attrs["occupancy_threshold"] == 3e10
+    assert summary["painted_voxels"] == int((field > 0).sum()) > 0
+    cols, cat_attrs = read_catalogue(tmp_path / "catalogue.hdf5")
+    assert cols["stellar_mass"].sum() == pytest.approx(float(field.sum(dtype=np.float64)), rel=1e-5)
+    assert set(np.unique(cols["host_subhalo"])) <= set(range(-1, 50))
+
+
+def test_whole_box_painting_agrees_with_the_cube_painting(fields):
+    """Painting a box whole (as for extra runs) gives the cube painting on the cube: the
+    periodic halo and the tiling leave no seams."""
+    from dm2gal.fields import read_periodic
+
+    root, paths, net, norm = fields
+    dm_attrs = read_field(paths["dm_mass"])[1]
+    out = {}
+    for name, start, size, tile in (("box", (0, 0, 0), 40, 16), ("cube", (30, 5, 12), 13, 8)):
+        out[name] = root / f"whole_{name}.zarr"
+        paint.paint(net, norm, paths["dm_mass"], paths["subhalo_mass"], out[name], start=start, size=size,
+                    attrs=paint.painted_attrs(dm_attrs, start, size, "honest", "dark"), threshold=3e10,
+                    tile=tile, max_memory_gb=0 if name == "box" else 1)  # the box reads tiles from Zarr
+    box = read_periodic(read_field(out["box"])[0], (30, 5, 12), (13,) * 3)
+    np.testing.assert_allclose(box, read_field(out["cube"])[0], rtol=1e-5)

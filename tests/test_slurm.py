@@ -16,25 +16,11 @@ import pytest
 import yaml
 
 from slurm_cluster import MIN_JOB_AGE, slurm_cluster
-from snakemake_run import REPO, prepare_workdir, snakemake
+from snakemake_run import REPO, prepare_workdir, snakemake, snakemake_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-JOB_BLOCK = re.compile(r"^(localrule|rule|checkpoint) (\w+):\n((?:    .*\n)+)", re.M)
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
-
-
-def snakemake_jobs(log: str) -> dict[str, tuple[str, dict[str, str]]]:
-    """Snakemake job id -> (rule, resources) of every job Snakemake sent to the executor."""
-    jobs = {}
-    for kind, rule, body in JOB_BLOCK.findall(log):
-        jobid = re.search(r"^    jobid: (\d+)$", body, re.M)
-        if kind == "localrule" or jobid is None:
-            continue
-        resources = re.search(r"^    resources: (.*)$", body, re.M)
-        pairs = (kv.split("=", 1) for kv in resources.group(1).split(", ")) if resources else ()
-        jobs[jobid.group(1)] = (rule, dict(pairs))
-    return jobs
 
 
 def test_profile():

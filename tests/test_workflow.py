@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from snakemake_run import REPO, TINY_CONFIG, dry_run_jobs, prepare_workdir, snakemake
+from snakemake_run import REPO, TINY_CONFIG, dry_run_jobs, prepare_workdir, snakemake, snakemake_jobs
 
 ACQUIRE_RULE_FILES = ("acquire.smk", "acquire_synthetic.smk", "acquire_archives.smk")
 
@@ -125,3 +125,15 @@ def test_scheduler_value_reruns_nothing(tiny_run: Path, tmp_path: Path):
     rerun = _rerun_after(tiny_run, tmp_path, "train", "runtime", runtime * 2)
     print(f"\ntrain.runtime {runtime} -> {2 * runtime}: reruns {sorted(rerun)}")
     assert rerun == set()
+
+
+@pytest.mark.slow
+def test_every_rule_declares_its_resources(tiny_run: Path):
+    """What a cluster job is given comes from its rule: runtime and mem_mb in every job of
+    the tiny run (Snakemake's log shows declared resources only, without a profile)."""
+    log = max((tiny_run / ".snakemake" / "log").glob("*.snakemake.log")).read_text()
+    jobs = snakemake_jobs(log)
+    missing = {rule: sorted({"runtime", "mem_mb"} - set(res)) for rule, res in jobs.values()
+               if {"runtime", "mem_mb"} - set(res)}
+    print(f"\nresources of the tiny run's jobs: {sorted({(r, tuple(sorted(res.items()))) for r, res in jobs.values()})}")
+    assert jobs and not missing, f"rules without runtime/mem_mb: {missing}"

@@ -6,7 +6,8 @@ five projected maps of a cubic region of the test cube. Colours follow the
 paper: truth blue, dm2gal red, HOD green; the oracle painting is drawn dashed
 and always labelled 'dm2gal (oracle positions)'. Every statistic figure has a
 ratio-to-truth panel, with the truth's Gaussian (P, B) or Poisson (PDF)
-sampling error as a grey band.
+sampling error as a grey band. P(k), r(k) and T(k) are drawn up to the cube's
+Nyquist frequency (the .npz files keep every bin).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +63,25 @@ def _models(all_stats: dict) -> list[str]:
     return [m for m in ORDER if m in all_stats]
 
 
+def _below_nyquist(s: dict) -> np.ndarray:
+    """The k bins at or below the cube's Nyquist frequency (shells beyond it are incomplete)."""
+    return s["k"] <= np.pi * s["n_grid"] / s["box_size"]
+
+
 def _line(ax, x, y, model, **kw):
     st = STYLE[model]
     return ax.plot(x, y, **st, **kw)
+
+
+def _log_x(ax, k_axis: bool = True):
+    """Log axis: k labelled at 1, 2, 5 x 10^n in plain numbers; M* at the decades only."""
+    ax.set_xscale("log")
+    if k_axis:
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _band(ax, x, lo, hi, label=None):
@@ -79,10 +97,10 @@ def _pos_scale(ax, *arrays):
             [np.ravel(a) for a in arrays]))) * 1e-3)
 
 
-def _ratio_axes(fig, spec, sharex=True):
+def _ratio_axes(fig, spec):
     top = fig.add_subplot(spec[0])
-    bottom = fig.add_subplot(spec[1], sharex=top if sharex else None)
-    top.tick_params(labelbottom=False)
+    bottom = fig.add_subplot(spec[1], sharex=top)
+    top.tick_params(which="both", labelbottom=False)
     bottom.axhline(1.0, color="k", lw=0.8)
     return top, bottom
 
@@ -90,18 +108,19 @@ def _ratio_axes(fig, spec, sharex=True):
 def pk_panel(ax, all_stats: dict, ratio_ax=None, k_range=None) -> None:
     """P(k) of every model; with `ratio_ax`, P / P_truth below with the truth's sampling band."""
     t = all_stats["truth"]
-    k = t["k"]
-    _band(ax, k, t["pk"] - t["pk_err"], t["pk"] + t["pk_err"], label="truth sampling error")
+    ok = _below_nyquist(t)
+    k, pk, err = t["k"][ok], t["pk"][ok], t["pk_err"][ok]
+    _band(ax, k, pk - err, pk + err, label="truth sampling error")
     for m in _models(all_stats):
-        _line(ax, all_stats[m]["k"], all_stats[m]["pk"], m)
-    ax.set_xscale("log")
+        _line(ax, k, all_stats[m]["pk"][ok], m)
+    _log_x(ax)
     ax.set_yscale("log")
     ax.set_ylabel(PK_LABEL)
     if ratio_ax is not None:
-        _band(ratio_ax, k, 1 - t["pk_err"] / t["pk"], 1 + t["pk_err"] / t["pk"])
+        _band(ratio_ax, k, 1 - err / pk, 1 + err / pk)
         for m in _models(all_stats):
             if m != "truth":
-                _line(ratio_ax, k, all_stats[m]["pk"] / t["pk"], m)
+                _line(ratio_ax, k, all_stats[m]["pk"][ok] / pk, m)
         if k_range is not None:
             ratio_ax.axvspan(*k_range, color="gold", alpha=0.15, lw=0, label="metric range")
         ratio_ax.set_ylabel(r"$P / P_\mathrm{truth}$")
@@ -141,7 +160,7 @@ def pdf_panel(ax, all_stats: dict, ratio_ax=None, metric_min=None) -> None:
     for m in _models(all_stats):
         st = STYLE[m]
         ax.stairs(all_stats[m]["pdf_counts"], edges, **st)
-    ax.set_xscale("log")
+    _log_x(ax, k_axis=False)
     ax.set_yscale("log")
     ax.set_ylabel(PDF_LABEL)
     if ratio_ax is not None:
@@ -198,15 +217,16 @@ def r_figure(all_stats: dict, stem, k_r=None, dpi: int = 150) -> list[str]:
     """r.png|pdf: cross-correlation coefficient r(k) with the truth, and T(k) = sqrt(P / P_truth)."""
     fig = plt.figure(figsize=(6, 6))
     top, bottom = _ratio_axes(fig, GridSpec(2, 1, height_ratios=[1, 1], hspace=0.05))
+    ok = _below_nyquist(all_stats["truth"])
     for m in _models(all_stats):
         if m != "truth":
-            _line(top, all_stats[m]["k"], all_stats[m]["r"], m)
-            _line(bottom, all_stats[m]["k"], all_stats[m]["transfer"], m)
+            _line(top, all_stats[m]["k"][ok], all_stats[m]["r"][ok], m)
+            _line(bottom, all_stats[m]["k"][ok], all_stats[m]["transfer"][ok], m)
     if k_r is not None:
         for ax in (top, bottom):
             ax.axvline(k_r, color="0.5", ls=":", lw=1)
     top.axhline(1.0, color="k", lw=0.8)
-    top.set_xscale("log")
+    _log_x(top)
     top.set_ylim(min(0.0, top.get_ylim()[0]), 1.05)
     top.set_ylabel(r"$r(k) = P_\times / \sqrt{P\,P_\mathrm{truth}}$")
     bottom.set_ylabel(r"$T(k) = \sqrt{P / P_\mathrm{truth}}$")

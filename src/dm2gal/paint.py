@@ -63,6 +63,14 @@ def check_model(config: dict, expected_patch: int | None, n_grid: int, voxel_siz
     return patch
 
 
+def configured_patch(model_section: dict) -> int:
+    """The patch edge the config's `model` section describes (preset plus overrides)."""
+    from .model import model_config
+
+    return int(model_config(model_section.get("preset", "small"),
+                            **{k: v for k, v in model_section.items() if k != "preset"})["patch"])
+
+
 @dataclass
 class Inputs:
     """The raw input fields [Msun/h] around a region, readable by (first voxel, shape).

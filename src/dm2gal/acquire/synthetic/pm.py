@@ -3,12 +3,15 @@
 Equations (comoving x [Mpc/h], time in 1/H0, p = a^3 E dx/da):
     dx/da = p / (a^3 E),   dp/da = -1.5 Omega_m / (a^2 E) grad psi,   lap psi = delta.
 The density contrast is CIC-deposited on an n_mesh^3 mesh (Pylians' MAS_library),
-psi with an FFT (Green's function -1/k^2, no window deconvolution) and its
-gradient with the 4-point finite difference (8 sin(kh) - sin(2kh)) / 6h, which
+psi with an FFT (Green's function -1/k^2 divided by one CIC window, which undoes
+the deposit's smoothing; dividing by the window twice, for the read-back too,
+over-amplifies near-Nyquist aliasing on a mesh finer than the particle lattice),
+and its gradient with the 4-point finite difference (8 sin(kh) - sin(2kh)) / 6h, which
 vanishes at the Nyquist frequency: on a mesh finer than the particle lattice the
 lattice's aliased (near-Nyquist) density would otherwise give forces of second
 order in the displacements that are as large as the physical ones. The force is
-CIC-interpolated back to the particles (same kernel both ways: no self-force). Kick and drift factors follow Feng et al. (2016, FastPM):
+CIC-interpolated back to the particles (same kernel both ways: no self-force).
+Kick and drift factors follow Feng et al. (2016, FastPM):
     drift a0->a1 with p at ac:  dx = p [D(a1) - D(a0)] / G(ac)
     kick  a0->a1 with force at ac: dp = -grad psi(ac) [G(a1) - G(a0)] / D(ac)
 so linear (Zel'dovich) growth is exact for any step size; G = a^3 E dD/da.
@@ -53,16 +56,15 @@ def cic_interpolate(field: np.ndarray, pos: np.ndarray, box: float) -> np.ndarra
 
 @lru_cache(maxsize=2)
 def _green(n_mesh: int, box: float):
-    """-1 / k^2 in rfftn layout (float32, zero at k = 0) and i k_x, i k_y, i k_z (complex64)."""
+    """-1 / (k^2 W_CIC(k)) in rfftn layout (float32, zero at k = 0) and the gradient operators (complex64)."""
     kx, ky, kz = wavevectors(n_mesh, box)
     k2 = kx**2 + ky**2 + kz**2
     k2[0, 0, 0] = 1.0
-    import os
     cell = box / n_mesh
-    window = (np.sinc(kx * cell / (2 * np.pi)) * np.sinc(ky * cell / (2 * np.pi)) * np.sinc(kz * cell / (2 * np.pi))) ** 2
-    green = (-1.0 / k2 / window ** float(os.environ.get("DECONV", "0"))).astype(np.float32)
+    window = (np.sinc(kx * cell / (2 * np.pi)) * np.sinc(ky * cell / (2 * np.pi))
+              * np.sinc(kz * cell / (2 * np.pi))) ** 2
+    green = (-1.0 / (k2 * window)).astype(np.float32)
     green[0, 0, 0] = 0.0
-    cell = box / n_mesh
     # 4-point finite-difference gradient: (8 sin(k h) - sin(2 k h)) / (6 h), zero at Nyquist
     ik = tuple((1j * (8 * np.sin(k * cell) - np.sin(2 * k * cell)) / (6 * cell)).astype(np.complex64)
                for k in (kx, ky, kz))
