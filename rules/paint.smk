@@ -7,12 +7,8 @@
 PAINT = config["paint"]
 PAINT_EXTRA = {r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in config["extra_runs"]}
 PAINT_GPU = 1 if PAINT["device"] == "cuda" else 0
-
-
 PAINT_MEM_MB = int(PAINT["max_memory_gb"] * 1024) + 4000
 """The in-memory input region (at most paint.max_memory_gb) plus working tiles and catalogues."""
-
-
 PAINT_COMMON = dict(
     model=config["model"],  # the architecture asked for: a selected model with another patch is refused
     method=PAINT["method"],

@@ -9,6 +9,11 @@ TRAIN_POINTS = {
     f"lr{lr:g}_wd{wd:g}_cap{cap:g}": dict(learning_rate=lr, weight_decay=wd, capacity=cap)
     for lr, wd, cap in itertools.product(TRAIN["learning_rate"], TRAIN["weight_decay"], TRAIN["capacity"])
 }
+TRAIN_PARAMS = {
+    k: v for k, v in TRAIN.items() if k not in ("learning_rate", "weight_decay", "capacity", "threads", "mem_mb", "runtime")
+}
+"""What a training job computes with: not the sweep's other points, nor what SLURM is asked for
+(so adding a point or a longer runtime does not retrain the points already trained)."""
 
 
 rule train:
@@ -26,7 +31,7 @@ rule train:
     params:
         point=lambda w: TRAIN_POINTS[w.point],
         model=config["model"],
-        train=TRAIN,
+        train=TRAIN_PARAMS,
         seed=config["seed"],
     log:
         logs("train", "{point}"),

@@ -13,13 +13,15 @@ from dm2gal.split import Cube
 
 def test_refuses_a_model_whose_patch_does_not_match():
     cfg = model_config("small")
-    with pytest.raises(paint.PatchMismatchError, match=r"reads 29\^3-voxel patches but the configuration asks for 65\^3"):
+    p = cfg["patch"]
+    with pytest.raises(paint.PatchMismatchError, match=rf"reads {p}\^3-voxel patches but the configuration asks for 65\^3"):
         paint.check_model(cfg, 65, 128, 0.5, 0.5)
-    with pytest.raises(paint.PatchMismatchError, match="larger than the 16"):
-        paint.check_model(cfg, None, 16, 0.5, 0.5)
+    with pytest.raises(paint.PatchMismatchError, match=f"larger than the {p - 1}"):
+        paint.check_model(cfg, None, p - 1, 0.5, 0.5)
     with pytest.raises(paint.PatchMismatchError, match="trained on"):
-        paint.check_model(cfg, 29, 128, 0.25, 0.5)
-    assert paint.check_model(cfg, 29, 128, 0.5, 0.5) == 29
+        paint.check_model(cfg, p, 128, 0.25, 0.5)
+    assert paint.check_model(cfg, p, 128, 0.5, 0.5) == p
+    assert paint.configured_patch({"preset": "paper"}) == 65
 
 
 @pytest.fixture(scope="module")
@@ -144,12 +146,13 @@ def test_run_paints_and_catalogues_the_test_cube(fields, tmp_path):
     occ = tmp_path / "occupancy.json"
     occ.write_text(json.dumps(dict(threshold=3e10)))
     common = dict(source="dark", cubes_json=cubes, occupancy_json=occ, tile=8, device="cpu")
-    with pytest.raises(paint.PatchMismatchError, match="29"):
+    with pytest.raises(paint.PatchMismatchError, match=f"reads {net.config['patch']}"):
         paint.run(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], base, 99, tmp_path / "x.zarr",
                   expected_patch=65, **common)
     assert not (tmp_path / "x.zarr").exists()
     summary = paint.run(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], base, 99,
-                        tmp_path / "painted.zarr", tmp_path / "catalogue.hdf5", expected_patch=29, **common)
+                        tmp_path / "painted.zarr", tmp_path / "catalogue.hdf5", expected_patch=net.config["patch"],
+                        **common)
     field, attrs = read_field(tmp_path / "painted.zarr")
     assert field.shape == (16,) * 3 and attrs["mode"] == "honest" and attrs["occupancy_threshold"] == 3e10
     assert summary["painted_voxels"] == int((field > 0).sum()) > 0

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dm2gal.inference import load_model, predict
-from dm2gal.model import model_config
+from dm2gal.model import PRESETS, model_config
 from dm2gal.sampler import PatchSource
 from dm2gal.select import select
 from dm2gal.split import run_split
@@ -110,12 +110,12 @@ def test_select_picks_the_smallest_pk_distance_and_says_why(trained):
     assert "smallest validation P(k) distance" in rows[0]["reason"]
     assert torch.load(tmp / "select" / "best.ckpt", weights_only=True)["selected_point"] == winner
     net, _ = load_model(tmp / "select" / "best.ckpt")
-    assert net.config["patch"] == 29
+    assert net.config["patch"] == PRESETS["small"]["patch"]
 
 
 DDP_SCRIPT = """
 import json, sys, torch
-from dm2gal.model import model_config
+from dm2gal.model import PRESETS, model_config
 from dm2gal.train import fit, load_training_data
 torch.set_num_threads(1)
 paths, split, out = json.loads(sys.argv[1])

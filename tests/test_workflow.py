@@ -44,7 +44,8 @@ def tiny_run(tmp_path_factory) -> Path:
     """The whole pipeline on the tiny config, once for this module (2 cores)."""
     work = prepare_workdir(tmp_path_factory.mktemp("tiny"))
     started = time.monotonic()
-    snakemake(work, "--cores", "2", "all", timeout=1200)
+    run = snakemake(work, "--cores", "2", "all", timeout=1200)
+    (work / "run.log").write_text(run.stderr)
     print(f"\ntiny pipeline end to end: {time.monotonic() - started:.0f} s")
     return work
 
@@ -79,6 +80,11 @@ def test_end_to_end(tiny_run: Path):
 
 def _rerun_after(tiny_run: Path, tmp_path: Path, section: str, key: str, value) -> set[str]:
     """Rules a dry run would rerun after setting config[section][key] = value, in a copy of the run."""
+    return set(_jobs_after(tiny_run, tmp_path, section, key, value)) - {"all"}
+
+
+def _jobs_after(tiny_run: Path, tmp_path: Path, section: str, key: str, value) -> dict[str, int]:
+    """Jobs per rule of a dry run after setting config[section][key] = value, in a copy of the run."""
     work = tmp_path / "edited"
     # Hard links for the (large) data and results, which a dry run only reads;
     # real copies of config.yaml and Snakemake's metadata, which are edited.
@@ -94,7 +100,7 @@ def _rerun_after(tiny_run: Path, tmp_path: Path, section: str, key: str, value) 
     cfg = yaml.safe_load((work / "config.yaml").read_text())
     assert cfg.get(section, {}).get(key) != value
     prepare_workdir(work, work / "config.yaml", **{section: {key: value}})
-    return set(dry_run_jobs(work, "all")) - {"all"}
+    return dry_run_jobs(work, "all")
 
 
 @pytest.mark.slow
@@ -131,9 +137,21 @@ def test_scheduler_value_reruns_nothing(tiny_run: Path, tmp_path: Path):
 def test_every_rule_declares_its_resources(tiny_run: Path):
     """What a cluster job is given comes from its rule: runtime and mem_mb in every job of
     the tiny run (Snakemake's log shows declared resources only, without a profile)."""
-    log = max((tiny_run / ".snakemake" / "log").glob("*.snakemake.log")).read_text()
-    jobs = snakemake_jobs(log)
+    jobs = snakemake_jobs((tiny_run / "run.log").read_text())
     missing = {rule: sorted({"runtime", "mem_mb"} - set(res)) for rule, res in jobs.values()
                if {"runtime", "mem_mb"} - set(res)}
     print(f"\nresources of the tiny run's jobs: {sorted({(r, tuple(sorted(res.items()))) for r, res in jobs.values()})}")
     assert jobs and not missing, f"rules without runtime/mem_mb: {missing}"
+
+
+@pytest.mark.slow
+def test_new_sweep_point_trains_only_itself(tiny_run: Path, tmp_path: Path):
+    """One more learning rate: one training job, then selection and what the selected model paints."""
+    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    rates = cfg["train"]["learning_rate"]
+    jobs = _jobs_after(tiny_run, tmp_path, "train", "learning_rate", [*rates, 0.01])
+    print(f"\ntrain.learning_rate {rates} -> {[*rates, 0.01]}: jobs {jobs}")
+    expected = {"train": 1, "select": 1, "paint": 1, "stats": 1, "figures": 1, "metrics": 1, "all": 1}
+    if cfg["paint"]["oracle"]:  # the oracle painting and its statistics use the selected model too
+        expected |= {"paint_oracle": 1, "stats": 2}
+    assert jobs == expected

@@ -26,9 +26,12 @@ hydro central (or satellite) draws from the nearest bin that has one.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger("dm2gal.hod")
 
 
 @dataclass
@@ -256,9 +259,6 @@ def run(dark_base: str, hydro_base: str, snap: int, truth_attrs: dict, cube_star
     mas), so the HOD cube is deposited exactly like the truth. Returns (cube float32
     (size,)^3 [Msun/h per voxel], catalogue columns, bins report).
     """
-    import logging
-
-    log = logging.getLogger("dm2gal.hod")
     hydro = load_catalogue(hydro_base, snap, halo_mass_field, stellar=True)
     dark = load_catalogue(dark_base, snap, halo_mass_field, stellar=False)
     log.info("hydro: %d halos, %d subhalos; gravity-only: %d halos, %d subhalos",

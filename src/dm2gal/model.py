@@ -22,8 +22,9 @@ PRESETS = {
     # The paper's network: 65^3 input, six stages, the latent is 128 x 3^3.
     "paper": dict(patch=65, channels=[16, 32, 32, 64, 64, 128], kernels=[7, 3, 7, 3, 5, 3],
                   strides=[1, 2, 1, 2, 1, 2], blocks=[1, 1, 1, 1, 1, 1], hidden=128),
-    # The CPU default for the mini-universe: 29^3 input, the same six-stage pattern.
-    "small": dict(patch=29, channels=[4, 8, 8, 16, 16, 32], kernels=[3, 3, 3, 3, 3, 3],
+    # The CPU default for the mini-universe: 21^3 input, the same six-stage stride pattern with
+    # kernel-3 (and one pointwise) stride-1 stages, so it trains in minutes on two cores.
+    "small": dict(patch=21, channels=[4, 8, 8, 16, 16, 32], kernels=[3, 3, 3, 3, 1, 3],
                   strides=[1, 2, 1, 2, 1, 2], blocks=[1, 1, 1, 1, 1, 1], hidden=32),
 }
 IN_CHANNELS = 2

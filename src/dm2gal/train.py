@@ -125,7 +125,7 @@ class Dm2GalModule(L.LightningModule):
         self.val_batch_size = val_batch_size
         self.patch = int(model_cfg["patch"])
         self.source: PatchSource | None = None
-        self.val_targets = torch.as_tensor(data.normalised(data.val_log_mstar))
+        self.val_targets = torch.as_tensor(data.normalised(data.val_log_mstar))  # normalised log10 M*
         self._val_idx: list[torch.Tensor] = []
         self._val_pred: list[torch.Tensor] = []
         self._train_sum = torch.zeros(())
@@ -170,12 +170,10 @@ class Dm2GalModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         (idx,) = batch
-        centres = torch.as_tensor(self.data.val_coords)[idx.cpu()]
-        x = self.source.cut(centres, None, self.patch).to(self.device, non_blocking=True)
-        if self.device.type == "cpu":
-            x = x.float()
+        log_m = predict(self.net, self.source, self.data.val_coords[idx.cpu().numpy()], self.data.normalisation,
+                        batch_size=len(idx))
         self._val_idx.append(idx)
-        self._val_pred.append(self.net(x).squeeze(1).float())
+        self._val_pred.append(torch.as_tensor(log_m, device=self.device))
 
     def on_validation_epoch_end(self) -> None:
         idx, pred = torch.cat(self._val_idx), torch.cat(self._val_pred)
@@ -183,13 +181,11 @@ class Dm2GalModule(L.LightningModule):
         self._val_pred.clear()
         if self.trainer.world_size > 1:  # every rank sees every prediction (DistributedSampler pads evenly)
             idx, pred = self.all_gather(idx).reshape(-1), self.all_gather(pred).reshape(-1)
-        full = torch.empty(len(self.data.val_coords))
-        full[idx.cpu()] = pred.cpu()
-        target = self.val_targets
-        mse = float(torch.mean((full - target) ** 2))
-        mse_mean = float(torch.mean((target - 0.0) ** 2))  # the training mean is 0 in normalised units
-        n = self.data.normalisation
-        log_m = full.double().numpy() * float(n["target_std"]) + float(n["target_mean"])
+        log_m = np.empty(len(self.data.val_coords))
+        log_m[idx.cpu().numpy()] = pred.cpu().numpy()
+        z, target = self.data.normalised(log_m), self.val_targets.numpy()
+        mse = float(np.mean((z - target) ** 2))
+        mse_mean = float(np.mean(target ** 2))  # predicting the training mean: 0 in normalised units
         size = self.data.val_truth.shape[0]
         painted = paint_cube(self.data.val_coords, log_m, self.data.val_start, size, self.data.n_grid)
         dist = pk_distance(painted, self.data.val_truth, size * self.data.box_size / self.data.n_grid)

@@ -65,6 +65,9 @@ def make(params: dict, seed: int, workers: int = 2, progress: bool = True) -> di
     then subhalo); the hydro run's DM particles are the gravity-only ones with
     mass (Omega_m - Omega_b) / Omega_m m_p.
     """
+    if params["subhalo_b"] >= params["fof_b"]:
+        raise ValueError(f"acquire.synthetic.subhalo_b ({params['subhalo_b']}) must be smaller than "
+                         f"fof_b ({params['fof_b']}): subhalos are clumps inside FoF groups")
     n, box = params["n_particles"], params["box_size"]
     m_p = particle_mass(box, n)
     t0 = time.perf_counter()
