@@ -1,6 +1,6 @@
 """Patches per second of dm2gal.sampler.PatchSource.cut (weighted draws + rotation + periodic gather).
 
-    python benchmarks/sampler.py [--n 128] [--patch 29 65] [--batch 32 64] [--threads 1] [--device cpu]
+    python benchmarks/sampler.py [--n 128] [--patch 21 65] [--batch 32 64] [--threads 1] [--device cpu]
 
 Synthetic log-normal fields in memory; prints one line per (patch, batch): patches/s,
 MB/s of patch data produced and ms per batch. Imports only numpy/torch/dm2gal.
@@ -18,7 +18,7 @@ from dm2gal.sampler import PatchSource, WeightedDraws
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=128)
-    ap.add_argument("--patch", type=int, nargs="+", default=[29, 65])
+    ap.add_argument("--patch", type=int, nargs="+", default=[21, 65])
     ap.add_argument("--batch", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")

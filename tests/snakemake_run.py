@@ -85,12 +85,13 @@ def rule_blocks() -> dict[str, str]:
     return blocks
 
 
-def snakemake_jobs(log: str) -> dict[str, tuple[str, dict[str, str]]]:
-    """Snakemake job id -> (rule, resources) of every job Snakemake sent to the executor."""
+def snakemake_jobs(log: str, local: bool = False) -> dict[str, tuple[str, dict[str, str]]]:
+    """Snakemake job id -> (rule, resources) of the jobs in a Snakemake log: those sent to a
+    cluster executor, or with `local` also those run on the local machine (all of a local run)."""
     jobs = {}
     for kind, rule, body in JOB_BLOCK.findall(log):
         jobid = re.search(r"^    jobid: (\d+)$", body, re.M)
-        if kind == "localrule" or jobid is None:
+        if (kind == "localrule" and not local) or jobid is None:
             continue
         resources = re.search(r"^    resources: (.*)$", body, re.M)
         pairs = (kv.split("=", 1) for kv in resources.group(1).split(", ")) if resources else ()

@@ -9,6 +9,7 @@ there, GPU rules with a GPU request.
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from slurm_cluster import MIN_JOB_AGE, slurm_cluster
-from snakemake_run import REPO, prepare_workdir, snakemake, snakemake_jobs
+from snakemake_run import REPO, SNAKEMAKE, prepare_workdir, snakemake, snakemake_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -29,6 +30,10 @@ def test_profile():
     assert profile["executor"] == "slurm"
     assert {"runtime", "mem_mb"} <= set(profile["default-resources"])
     assert profile["retries"] >= 1 and profile["latency-wait"] >= 30 and profile["jobs"] >= 1
+    # `--profile slurm` resolves from the repository root, and Snakemake accepts every key.
+    proc = subprocess.run([str(SNAKEMAKE), "--profile", "slurm", "--dry-run", "--quiet", "rules", "all"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "acquired" in proc.stdout + proc.stderr, proc.stderr[-5000:]
 
 
 def slurm_mb(value: str) -> float:

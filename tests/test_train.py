@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,20 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     assert len(rows) == 2 and int(rows[-1]["step"]) == 16  # steps are counted per process
     net, _ = load_model(out / "best.ckpt")
     assert net.config["channels"][0] == 2
+
+
+def test_the_sweep_expands_into_one_gpu_job_per_point(tmp_path, repo):
+    over = tmp_path / "sweep.yaml"
+    over.write_text(f"results_dir: {tmp_path}/results\ndata_dir: {tmp_path}/data\n"
+                    "train:\n  learning_rate: [0.1, 0.01]\n  weight_decay: [0.0, 0.1]\n  capacity: [2.0]\n")
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    proc = subprocess.run([snakemake, "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--configfile",
+                           str(repo / "config.yaml"), str(over), "-n", "--cores", "2",
+                           f"{tmp_path}/results/select/best.ckpt"], capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    out = proc.stdout + proc.stderr
+    points = {f"lr{lr}_wd{wd}_cap2" for lr in ("0.1", "0.01") for wd in ("0", "0.1")}
+    for p in points:
+        assert f"{tmp_path}/results/train/{p}/best.ckpt" in out
+    blocks = [b for b in out.split("rule ") if b.startswith("train:")]
+    assert len(blocks) == 4 and all("gpu=1" in b for b in blocks)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from pathlib import Path
 
 import torch
 
