@@ -16,7 +16,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-JOB_BLOCK = re.compile(r"^(localrule|rule|checkpoint) (\w+):\n((?:    .*\n)+)", re.M)
+JOB_BLOCK = re.compile(r"^(localrule|localcheckpoint|rule|checkpoint) (\w+):\n((?:    .*\n)+)", re.M)
 """One job in Snakemake's log: its rule and indented details (jobid, resources, ...)."""
 TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
 """The mini-universe shrunk until the whole pipeline runs in minutes on 2 cores."""
@@ -91,7 +91,7 @@ def snakemake_jobs(log: str, local: bool = False) -> dict[str, tuple[str, dict[s
     jobs = {}
     for kind, rule, body in JOB_BLOCK.findall(log):
         jobid = re.search(r"^    jobid: (\d+)$", body, re.M)
-        if (kind == "localrule" and not local) or jobid is None:
+        if (kind.startswith("local") and not local) or jobid is None:
             continue
         resources = re.search(r"^    resources: (.*)$", body, re.M)
         pairs = (kv.split("=", 1) for kv in resources.group(1).split(", ")) if resources else ()

@@ -3,6 +3,8 @@ against workflow/schemas/config.schema.yaml, and defaults reach every depth (iss
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import yaml
 from snakemake.utils import validate
 
 from dm2gal.schema import fill_defaults
+from snakemake_run import SNAKEMAKE, snakemake_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -94,3 +97,36 @@ def test_fill_defaults_through_refs():
     assert cfg["grid"]["n_grid"] == 64
     galaxies = cfg["acquire"]["synthetic"]["galaxies"]
     assert galaxies["scatter"] == 0.3 and "log_m1" in galaxies
+
+
+def preset_jobs(preset: Path, tmp_path: Path) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of every job of a dry run of `all` with the preset, as
+    `snakemake --configfile <preset> all` from a fresh checkout would plan them."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    proc = subprocess.run([str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--configfile", str(preset),
+                           "--dry-run", "all"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return [job for job in snakemake_jobs(proc.stdout + proc.stderr, local=True).values() if job[0] != "all"]
+
+
+def test_tng100_plans_the_paper_on_a_gpu_cluster(tmp_path: Path):
+    jobs = preset_jobs(REPO / "configs" / "tng100.yaml", tmp_path)
+    rules = [rule for rule, _ in jobs]
+    assert "tng_listing" in rules  # downloads first; the chunk jobs follow from the archive's listing
+    assert "grid_scatter" in rules and "grid_box" not in rules  # 2048^3 is gridded by slabs ...
+    for rule, res in jobs:
+        assert {"runtime", "mem_mb"} <= set(res), (rule, res)
+        if rule.startswith("grid_"):
+            assert int(res["mem_mb"]) < 16000, (rule, res)  # ... each job holding one slab, not the box
+    train = [res for rule, res in jobs if rule == "train"]
+    assert len(train) == 5 * 3 * 3
+    assert all(res["gpu"] == "1" and int(res["runtime"]) == 1440 for res in train)
+    assert all(res.get("gpu") == "1" for rule, res in jobs if rule in ("paint", "paint_oracle"))
+
+
+def test_camels_plans_its_dag(tmp_path: Path):
+    jobs = preset_jobs(REPO / "configs" / "camels.yaml", tmp_path)
+    rules = {rule for rule, _ in jobs}
+    assert {"camels_snapshot", "camels_groupcat"} <= rules
+    assert all({"runtime", "mem_mb"} <= set(res) for _, res in jobs), jobs
+    assert sum(rule == "train" for rule, _ in jobs) == 3 * 2

@@ -33,7 +33,8 @@ def test_profile():
     # `--profile slurm` resolves from the repository root, and Snakemake accepts every key.
     proc = subprocess.run([str(SNAKEMAKE), "--profile", "slurm", "--dry-run", "--quiet", "rules", "all"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "acquired" in proc.stdout + proc.stderr, proc.stderr[-5000:]
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and ("Job stats:" in out or "Nothing to be done" in out), out[-5000:]
 
 
 def slurm_mb(value: str) -> float:
