@@ -33,6 +33,7 @@ checkpoint acquired:
         logs("acquired", "{sim}"),
     resources:
         runtime=60,
+        mem_mb=1000,
     conda:
         "../envs/sim.yaml"
     script:

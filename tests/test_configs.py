@@ -68,6 +68,7 @@ def test_tng100_is_the_paper():
     assert (cfg["split"]["validation"]["size"], cfg["split"]["test"]["size"]) == (840, 868)
     assert cfg["split"]["min_stellar_mass"] == 1e8
     assert cfg["split"]["weight_bins"] == 100 and cfg["split"]["weight_max_mass"] == pytest.approx(10**11.5)
+    assert cfg["split"]["weight_power"] == 1  # inverse counts, whatever config.yaml says
     assert cfg["model"]["preset"] == "paper"
     lr, wd = cfg["train"]["learning_rate"], cfg["train"]["weight_decay"]
     assert min(lr) == pytest.approx(1e-5) and max(lr) == pytest.approx(1e-1)

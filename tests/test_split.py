@@ -57,6 +57,24 @@ def test_weights_are_inverse_bin_counts_so_every_bin_is_drawn_equally():
     assert np.allclose(totals, totals[0])
 
 
+def test_weight_power_interpolates_from_uniform_to_equal_total_per_bin():
+    rng = np.random.default_rng(1)
+    mstar = 10 ** (8 + rng.exponential(0.6, 5000))  # a falling mass function, e-fold per 0.6 dex
+    bins = np.clip(np.digitize(np.log10(mstar), np.linspace(8, 11.5, 21)) - 1, 0, 19)
+    uniform, _ = sample_weights(mstar, 20, 1e8, 10 ** 11.5, power=0.0)
+    assert np.allclose(uniform, 1.0)
+    paper, _ = sample_weights(mstar, 20, 1e8, 10 ** 11.5, power=1.0)
+    assert np.array_equal(paper, sample_weights(mstar, 20, 1e8, 10 ** 11.5)[0])
+    totals = np.array([paper[bins == b].sum() for b in np.unique(bins)])
+    assert len(totals) > 10 and np.allclose(totals, totals[0])
+    half, _ = sample_weights(mstar, 20, 1e8, 10 ** 11.5, power=0.5)
+    counts = np.bincount(bins)[bins]
+    assert np.allclose(half, counts ** -0.5 / np.mean(counts ** -0.5))
+    # the heaviest bin's share of the draws grows with the power
+    heavy = bins == bins.max()
+    assert uniform[heavy].sum() < half[heavy].sum() < paper[heavy].sum()
+
+
 @pytest.fixture(scope="module")
 def toy_split(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("split")

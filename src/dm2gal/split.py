@@ -3,10 +3,11 @@
 Cubes are axis-aligned, periodic sub-boxes of the n_grid^3 grid (`start` [3] and
 `size` in voxels). Training voxels are those with stellar mass above a threshold
 [Msun/h] outside both cubes; their targets are log10 M*; their sampling weights are
-the inverse counts in logarithmic stellar-mass bins (Kasmanoff et al. 2020). The
-input normalisation (mean and std of log10(1 + M) of each input channel over every
-voxel of the training region) is computed here and stored, never hard-coded. Fields
-are read in slabs of whole chunks, so the memory use does not grow with n_grid^3.
+the inverse counts in logarithmic stellar-mass bins (Kasmanoff et al. 2020), to a
+configurable power. The input normalisation (mean and std of log10(1 + M) of each
+input channel over every voxel of the training region) is computed here and stored,
+never hard-coded. Fields are read in slabs of whole chunks, so the memory use does
+not grow with n_grid^3.
 Only coordinates, targets, weights and statistics are stored, never patches.
 """
 
@@ -112,17 +113,21 @@ def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, sl
                 box_mean=total / n ** 3)
 
 
-def sample_weights(mstar: np.ndarray, n_bins: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-    """(weights (N,), edges (n_bins + 1,)): inverse count of each voxel's log10 M* bin.
+def sample_weights(mstar: np.ndarray, n_bins: int, lo: float, hi: float,
+                   power: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(weights (N,), edges (n_bins + 1,)): each voxel's log10 M* bin count to the -`power`.
 
     Bins are logarithmic between `lo` and `hi` [Msun/h]; masses beyond `hi` join the
-    last bin, masses at `lo` the first. Weights are scaled to mean 1, so every
-    occupied bin is drawn equally often.
+    last bin, masses at `lo` the first. Weights are scaled to mean 1. `power` = 1 (the
+    paper) draws every occupied bin equally often; 0 draws voxels uniformly. Under
+    weights w(y) the MSE-optimal prediction is the w-weighted conditional mean, biased
+    by about power * sigma^2 * d ln(1/n)/dy for a scatter sigma of y = log10 M* at
+    fixed input, upwards where the mass function falls (docs/training.md).
     """
     edges = np.linspace(np.log10(lo), np.log10(hi), n_bins + 1)
     b = np.clip(np.digitize(np.log10(mstar), edges) - 1, 0, n_bins - 1)
     counts = np.bincount(b, minlength=n_bins)
-    w = 1.0 / counts[b]
+    w = counts[b].astype(np.float64) ** -power
     return w / w.mean(), edges
 
 
@@ -210,7 +215,8 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     scan = scan_training_region(stellar, [dm, sub], list(cubes.values()), min_mass, slab=int(stellar.chunks[0]))
     if len(scan["mstar"]) == 0:
         raise ValueError(f"no training voxel has stellar mass > {min_mass:g} Msun/h")
-    weights, edges = sample_weights(scan["mstar"], int(cfg["weight_bins"]), min_mass, float(cfg["weight_max_mass"]))
+    weights, edges = sample_weights(scan["mstar"], int(cfg["weight_bins"]), min_mass, float(cfg["weight_max_mass"]),
+                                    float(cfg.get("weight_power", 1.0)))
     log_m = np.log10(scan["mstar"])
     val = cubes["validation"]
     vm = read_periodic(stellar, val.start, (val.size,) * 3)
