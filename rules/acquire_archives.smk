@@ -5,11 +5,7 @@
 # fetched (part_types: [] = no snapshot needed for that run). Rules are defined only
 # for the configured source, so the TNG paths have exactly one producer.
 # URLs, headers and behaviour: docs/acquire.md.
-import json
-
-from dm2gal import tng as tng_layout
-from dm2gal.acquire.tng_api import PART_TYPES as TNG_PART_TYPES
-
+# Its input functions are in rules/common.smk.
 
 ACQUIRE_PARTICLES = {
     "dark": True,
@@ -25,9 +21,6 @@ if ACQUIRE_SOURCE == "tng":
     # given on the command line (--resources tng_connections=N) wins.
     if "tng_connections" not in workflow.global_resources:
         workflow.register_resource("tng_connections", TNG["max_connections"])
-
-    def tng_listing_file(sim):
-        return str(DATA_DIR / sim / "tng_listing.json")
 
     # The chunk counts come from the API's file listing at run time (a checkpoint):
     # TNG100-1-Dark's count is not documented, and reading it from the archive
@@ -56,7 +49,7 @@ if ACQUIRE_SOURCE == "tng":
             "../scripts/acquire_tng_listing.py"
 
     # One job per chunk file, for both kinds (the same script; `kind` tells them apart).
-    for _kind, _path_of in (("snapshot", tng_layout.snapshot_path), ("groupcat", tng_layout.groupcat_path)):
+    for _kind, _path_of in (("snapshot", tng.snapshot_path), ("groupcat", tng.groupcat_path)):
 
         rule:
             name:
@@ -82,24 +75,6 @@ if ACQUIRE_SOURCE == "tng":
             script:
                 "../scripts/acquire_tng.py"
 
-    def _tng_inputs(wildcards):
-        listing = json.loads(Path(checkpoints.tng_listing.get(sim=wildcards.sim).output[0]).read_text())
-        base = sim_base(wildcards.sim)
-        files = []
-        for kind, path_of in (("snapshot", tng_layout.snapshot_path), ("groupcat", tng_layout.groupcat_path)):
-            n = len(listing.get(kind, {}).get("urls", []))
-            files += [str(path_of(base, SNAPSHOT, i)) for i in range(n)]
-        return files
-
-    def _tng_manifest_options(wildcards):
-        fields = TNG_FIELDS[wildcards.sim]
-        part_types = sorted(TNG_PART_TYPES[p] for p in fields)
-        return {
-            "part_types": part_types if ACQUIRE_PARTICLES[wildcards.sim] else [],
-            "archive_run": TNG[wildcards.sim],
-            "fields": fields if ACQUIRE_PARTICLES[wildcards.sim] else {},
-        }
-
     ACQUIRE_INPUTS["tng"] = _tng_inputs
     ACQUIRE_MANIFEST_OPTIONS["tng"] = _tng_manifest_options
 
@@ -107,7 +82,7 @@ if ACQUIRE_SOURCE == "tng":
 if ACQUIRE_SOURCE == "camels":
     CAMELS = config["acquire"]["camels"]
 
-    for _kind, _path_of in (("snapshot", tng_layout.snapshot_path), ("groupcat", tng_layout.groupcat_path)):
+    for _kind, _path_of in (("snapshot", tng.snapshot_path), ("groupcat", tng.groupcat_path)):
 
         rule:
             name:
@@ -133,8 +108,8 @@ if ACQUIRE_SOURCE == "camels":
 
     ACQUIRE_INPUTS["camels"] = lambda w: [
         str(path_of(sim_base(w.sim), SNAPSHOT, 0))
-        for path_of in ((tng_layout.snapshot_path, tng_layout.groupcat_path) if ACQUIRE_PARTICLES[w.sim]
-                        else (tng_layout.groupcat_path,))
+        for path_of in ((tng.snapshot_path, tng.groupcat_path) if ACQUIRE_PARTICLES[w.sim]
+                        else (tng.groupcat_path,))
     ]
     ACQUIRE_MANIFEST_OPTIONS["camels"] = lambda w: {
         "part_types": None if ACQUIRE_PARTICLES[w.sim] else [],

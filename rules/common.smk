@@ -1,9 +1,17 @@
 # Shared by the stage files: config validation, paths, and small input helpers.
+# Stage input functions live here too (below), so that no rule file mixes rules and
+# functions (snakemake --lint).
+import glob
+import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 from snakemake.utils import validate
 
+from dm2gal import tng
+from dm2gal.acquire.tng_api import PART_TYPES as TNG_PART_TYPES
+from dm2gal.grid import QUANTITIES, FieldSource, SlabPlan, memory_mb, runtime_min
 from dm2gal.schema import fill_defaults
 
 REPO_DIR = Path(workflow.main_snakefile).resolve().parent
@@ -42,3 +50,132 @@ def manifest(sim):
 def logs(rule_name, name="log"):
     """The log file of one job: logs/{rule}/{name}.log."""
     return f"logs/{rule_name}/{name}.log"
+
+
+# --- acquire, archive sources (rules/acquire_archives.smk) ---
+
+
+def tng_listing_file(sim):
+    return str(DATA_DIR / sim / "tng_listing.json")
+
+
+def _tng_inputs(wildcards):
+    listing = json.loads(Path(checkpoints.tng_listing.get(sim=wildcards.sim).output[0]).read_text())
+    base = sim_base(wildcards.sim)
+    files = []
+    for kind, path_of in (("snapshot", tng.snapshot_path), ("groupcat", tng.groupcat_path)):
+        n = len(listing.get(kind, {}).get("urls", []))
+        files += [str(path_of(base, SNAPSHOT, i)) for i in range(n)]
+    return files
+
+
+def _tng_manifest_options(wildcards):
+    fields = TNG_FIELDS[wildcards.sim]
+    part_types = sorted(TNG_PART_TYPES[p] for p in fields)
+    return {
+        "part_types": part_types if ACQUIRE_PARTICLES[wildcards.sim] else [],
+        "archive_run": TNG[wildcards.sim],
+        "fields": fields if ACQUIRE_PARTICLES[wildcards.sim] else {},
+    }
+
+# --- grid (rules/grid.smk) ---
+
+
+def grid_source(wildcards):
+    base, snap = GRID_RUNS[wildcards.run]
+    return FieldSource(wildcards.run, base, snap, wildcards.quantity, GRID["stellar_source"])
+
+
+def grid_run_input(wildcards):
+    """What a field depends on: the pair's acquire manifest (a checkpoint), or an extra run's files."""
+    if wildcards.run in tng.SIMS:
+        return checkpoints.acquired.get(sim=wildcards.run).output[0]
+    src = grid_source(wildcards)
+    folder = "snapdir" if src.part_type is not None else "groups"
+    return sorted(glob.glob(f"{src.base}/{folder}_{src.snapshot:03d}/*.hdf5"))
+
+
+def grid_per_chunk(wildcards):
+    """Objects in the largest input chunk, for mem_mb: twice the mean particles per snapshot file
+    (TNG splits each type roughly evenly), or the whole subhalo catalogue; 0 before acquisition."""
+    src = grid_source(wildcards)
+    try:
+        if src.part_type is None:
+            h = tng.groupcat_header(src.base, src.snapshot)
+            return int(h.get("Nsubgroups_Total", h.get("Nsubhalos_Total", 0)))
+        h = tng.snapshot_header(src.base, src.snapshot)
+        return 2 * tng.total_particles(h, src.part_type) / int(h["NumFilesPerSnapshot"])
+    except tng.CorruptChunkError:
+        return 0
+
+
+def grid_objects(wildcards):
+    """Objects deposited into one field (particles or subhalos; 0 before acquisition), for runtime."""
+    src = grid_source(wildcards)
+    try:
+        if src.part_type is None:
+            return grid_per_chunk(wildcards)
+        return tng.total_particles(tng.snapshot_header(src.base, src.snapshot), src.part_type)
+    except tng.CorruptChunkError:
+        return 0
+
+
+def grid_resources(step, thickness):
+    """mem_mb (growing with each retry) and runtime [min] of one grid job, from dm2gal.grid."""
+    n = GRID["n_grid"]
+    objects = grid_objects if step in ("box", "gather") else grid_per_chunk
+    return dict(
+        mem_mb=lambda wildcards, attempt: attempt * memory_mb(step, n, thickness, grid_per_chunk(wildcards)),
+        runtime=lambda wildcards: runtime_min(step, n, thickness, objects(wildcards)),
+    )
+
+
+def grid_n_chunks(wildcards):
+    """Input chunks of a field: snapshot files (from the manifest for the pair), or 1 for a catalogue."""
+    src = grid_source(wildcards)
+    if src.part_type is None:
+        return 1
+    if wildcards.run in tng.SIMS:
+        with open(checkpoints.acquired.get(sim=wildcards.run).output[0]) as f:
+            return len(json.load(f)["snapshot_chunks"])
+    return src.n_chunks()
+
+
+def grid_buckets(wildcards):
+    return expand(f"{GRID_WORK}/scatter_{{chunk}}.h5", run=wildcards.run, quantity=wildcards.quantity,
+                  chunk=range(grid_n_chunks(wildcards)))
+
+# --- stats (rules/stats.smk) ---
+
+
+def stats_models():
+    """The models compared: truth, dm2gal, the oracle painting when paint makes it, HOD."""
+    oracle = ["dm2gal_oracle"] if config["paint"]["oracle"] else []
+    return ["truth", "dm2gal", *oracle, "hod"]
+
+
+def stats_field(wildcards):
+    """The model's test-cube field as a named input (none for the truth)."""
+    return {"field": STATS_FIELDS[wildcards.model]} if wildcards.model in STATS_FIELDS else {}
+
+
+def stats_mem_mb(wildcards, input):
+    """About 16 float32 copies of the test cube (fields, overdensities, FFTs, bispectrum shells)."""
+    from dm2gal.paint import read_cube
+
+    try:
+        size = read_cube(input.cubes, "test")[1]
+    except FileNotFoundError:  # before split has run
+        return 2000
+    return max(1000, 16 * 4 * size**3 // 2**20 + 500)
+
+# --- figures (rules/figures.smk) ---
+
+
+def figure_png(name):
+    return report(
+        results("figures", f"{name}.png"),
+        caption=f"../workflow/report/{name}.rst",
+        category=FIGURES[name],
+        labels={"figure": FIGURES[name], "format": "PNG"},
+    )

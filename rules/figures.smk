@@ -12,15 +12,6 @@ FIGURES = {
 """Figure file stem -> report category."""
 
 
-def figure_png(name):
-    return report(
-        results("figures", f"{name}.png"),
-        caption=f"../workflow/report/{name}.rst",
-        category=FIGURES[name],
-        labels={"figure": FIGURES[name], "format": "PNG"},
-    )
-
-
 rule figures:
     input:
         stats=expand(results("stats", "{model}.npz"), model=stats_models()),

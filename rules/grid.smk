@@ -7,12 +7,7 @@
 # (links the slabs' Zarr chunks into the field, which appears atomically).
 # mem_mb comes from dm2gal.grid.memory_mb (slab size, particles per chunk file) and
 # grows with each retry; runtime from dm2gal.grid.runtime_min.
-import glob
-import json
-from dataclasses import asdict
-
-from dm2gal import tng
-from dm2gal.grid import QUANTITIES, FieldSource, SlabPlan, memory_mb, runtime_min
+# Its input functions are in rules/common.smk.
 
 GRID = config["grid"]
 GRID_METHOD = GRID["method"]
@@ -35,55 +30,6 @@ FINAL_TARGETS.extend(GRID_FIELDS)
 wildcard_constraints:
     run="|".join(GRID_RUNS),
     quantity="|".join(QUANTITIES),
-
-
-def grid_source(wildcards):
-    base, snap = GRID_RUNS[wildcards.run]
-    return FieldSource(wildcards.run, base, snap, wildcards.quantity, GRID["stellar_source"])
-
-
-def grid_run_input(wildcards):
-    """What a field depends on: the pair's acquire manifest (a checkpoint), or an extra run's files."""
-    if wildcards.run in tng.SIMS:
-        return checkpoints.acquired.get(sim=wildcards.run).output[0]
-    src = grid_source(wildcards)
-    folder = "snapdir" if src.part_type is not None else "groups"
-    return sorted(glob.glob(f"{src.base}/{folder}_{src.snapshot:03d}/*.hdf5"))
-
-
-def grid_per_chunk(wildcards):
-    """Objects in the largest input chunk, for mem_mb: twice the mean particles per snapshot file
-    (TNG splits each type roughly evenly), or the whole subhalo catalogue; 0 before acquisition."""
-    src = grid_source(wildcards)
-    try:
-        if src.part_type is None:
-            h = tng.groupcat_header(src.base, src.snapshot)
-            return int(h.get("Nsubgroups_Total", h.get("Nsubhalos_Total", 0)))
-        h = tng.snapshot_header(src.base, src.snapshot)
-        return 2 * tng.total_particles(h, src.part_type) / int(h["NumFilesPerSnapshot"])
-    except tng.CorruptChunkError:
-        return 0
-
-
-def grid_objects(wildcards):
-    """Objects deposited into one field (particles or subhalos; 0 before acquisition), for runtime."""
-    src = grid_source(wildcards)
-    try:
-        if src.part_type is None:
-            return grid_per_chunk(wildcards)
-        return tng.total_particles(tng.snapshot_header(src.base, src.snapshot), src.part_type)
-    except tng.CorruptChunkError:
-        return 0
-
-
-def grid_resources(step, thickness):
-    """mem_mb (growing with each retry) and runtime [min] of one grid job, from dm2gal.grid."""
-    n = GRID["n_grid"]
-    objects = grid_objects if step in ("box", "gather") else grid_per_chunk
-    return dict(
-        mem_mb=lambda wildcards, attempt: attempt * memory_mb(step, n, thickness, grid_per_chunk(wildcards)),
-        runtime=lambda wildcards: runtime_min(step, n, thickness, objects(wildcards)),
-    )
 
 
 if GRID_METHOD == "box":
@@ -111,20 +57,6 @@ if GRID_METHOD == "box":
 
 else:
     GRID_PLAN = SlabPlan.from_config(GRID["n_grid"], GRID["slab_thickness"], GRID["chunk"])
-
-    def grid_n_chunks(wildcards):
-        """Input chunks of a field: snapshot files (from the manifest for the pair), or 1 for a catalogue."""
-        src = grid_source(wildcards)
-        if src.part_type is None:
-            return 1
-        if wildcards.run in tng.SIMS:
-            with open(checkpoints.acquired.get(sim=wildcards.run).output[0]) as f:
-                return len(json.load(f)["snapshot_chunks"])
-        return src.n_chunks()
-
-    def grid_buckets(wildcards):
-        return expand(f"{GRID_WORK}/scatter_{{chunk}}.h5", run=wildcards.run, quantity=wildcards.quantity,
-                      chunk=range(grid_n_chunks(wildcards)))
 
     rule grid_scatter:
         input:

@@ -13,28 +13,6 @@ STATS_CFG = {key: value for key, value in config["stats"].items() if key != "thr
 """What the numbers depend on (so that changing the thread count reruns nothing)."""
 
 
-def stats_models():
-    """The models compared: truth, dm2gal, the oracle painting when paint makes it, HOD."""
-    oracle = ["dm2gal_oracle"] if config["paint"]["oracle"] else []
-    return ["truth", "dm2gal", *oracle, "hod"]
-
-
-def stats_field(wildcards):
-    """The model's test-cube field as a named input (none for the truth)."""
-    return {"field": STATS_FIELDS[wildcards.model]} if wildcards.model in STATS_FIELDS else {}
-
-
-def stats_mem_mb(wildcards, input):
-    """About 16 float32 copies of the test cube (fields, overdensities, FFTs, bispectrum shells)."""
-    from dm2gal.paint import read_cube
-
-    try:
-        size = read_cube(input.cubes, "test")[1]
-    except FileNotFoundError:  # before split has run
-        return 2000
-    return max(1000, 16 * 4 * size**3 // 2**20 + 500)
-
-
 rule stats:
     input:
         unpack(stats_field),
