@@ -179,14 +179,19 @@ def pdf_panel(ax, all_stats: dict, ratio_ax=None, metric_min=None) -> None:
         ax.set_xlabel(MSTAR_LABEL)
 
 
-def pk_figure(all_stats: dict, stem, k_range=None, dpi: int = 150) -> list[str]:
-    """pk.png|pdf: P(k) and its ratio to the truth."""
+def _statistic_figure(panel, all_stats: dict, stem, extra, dpi: int) -> list[str]:
+    """One statistic drawn by `panel(top, all_stats, bottom, extra)` above its ratio to the truth."""
     fig = plt.figure(figsize=(6, 6))
     top, bottom = _ratio_axes(fig, GridSpec(2, 1, height_ratios=[3, 1.3], hspace=0.05))
-    pk_panel(top, all_stats, bottom, k_range)
+    panel(top, all_stats, bottom, extra)
     top.legend(fontsize="small")
     bottom.set_ylim(0, 2)
     return save(fig, stem, dpi)
+
+
+def pk_figure(all_stats: dict, stem, k_range=None, dpi: int = 150) -> list[str]:
+    """pk.png|pdf: P(k) and its ratio to the truth."""
+    return _statistic_figure(pk_panel, all_stats, stem, k_range, dpi)
 
 
 def bk_figure(all_stats: dict, stem, dpi: int = 150) -> list[str]:
@@ -205,12 +210,7 @@ def bk_figure(all_stats: dict, stem, dpi: int = 150) -> list[str]:
 
 def pdf_figure(all_stats: dict, stem, metric_min=None, dpi: int = 150) -> list[str]:
     """pdf.png|pdf: the voxel stellar-mass PDF and its ratio to the truth."""
-    fig = plt.figure(figsize=(6, 6))
-    top, bottom = _ratio_axes(fig, GridSpec(2, 1, height_ratios=[3, 1.3], hspace=0.05))
-    pdf_panel(top, all_stats, bottom, metric_min)
-    top.legend(fontsize="small")
-    bottom.set_ylim(0, 2)
-    return save(fig, stem, dpi)
+    return _statistic_figure(pdf_panel, all_stats, stem, metric_min, dpi)
 
 
 def r_figure(all_stats: dict, stem, k_r=None, dpi: int = 150) -> list[str]:
