@@ -142,9 +142,6 @@ if ACQUIRE_SOURCE == "local":
         script:
             "../scripts/acquire_local.py"
 
-    # rule synthesize (acquire_synthetic.smk) declares the same output directories
-    ruleorder: local_link > synthesize
-
     ACQUIRE_INPUTS["local"] = lambda w: sim_base(w.sim)
     ACQUIRE_MANIFEST_OPTIONS["local"] = lambda w: {
         "part_types": None if ACQUIRE_PARTICLES[w.sim] else [],

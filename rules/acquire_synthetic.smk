@@ -1,28 +1,30 @@
 # Synthetic source (the mini-universe): fills ACQUIRE_INPUTS['synthetic'].
 # One job makes both runs of the pair from the same initial conditions
 # (docs/mini-universe.md); the checkpoint `acquired` then verifies and records them.
+# Defined only for this source, so the run directories have exactly one producer.
 
 
-rule synthesize:
-    output:
-        dark=directory(sim_base("dark")),
-        hydro=directory(sim_base("hydro")),
-    params:
-        synthetic=config["acquire"]["synthetic"],
-        seed=config["seed"],
-        snapshot=SNAPSHOT,
-    log:
-        logs("synthesize"),
-    benchmark:
-        results("benchmarks", "synthesize.tsv")
-    threads: 2
-    conda:
-        "../envs/sim.yaml"
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    script:
-        "../scripts/synthesize.py"
+if ACQUIRE_SOURCE == "synthetic":
 
+    rule synthesize:
+        output:
+            dark=directory(sim_base("dark")),
+            hydro=directory(sim_base("hydro")),
+        params:
+            synthetic=config["acquire"]["synthetic"],
+            seed=config["seed"],
+            snapshot=SNAPSHOT,
+        log:
+            logs("synthesize"),
+        benchmark:
+            results("benchmarks", "synthesize.tsv")
+        threads: 2
+        conda:
+            "../envs/sim.yaml"
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        script:
+            "../scripts/synthesize.py"
 
-ACQUIRE_INPUTS["synthetic"] = lambda wildcards: sim_base(wildcards.sim)
+    ACQUIRE_INPUTS["synthetic"] = lambda wildcards: sim_base(wildcards.sim)
