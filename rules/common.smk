@@ -161,7 +161,7 @@ def stats_field(wildcards):
 
 def stats_mem_mb(wildcards, input):
     """About 16 float32 copies of the test cube (fields, overdensities, FFTs, bispectrum shells)."""
-    from dm2gal.paint import read_cube
+    from dm2gal.split import read_cube
 
     try:
         size = read_cube(input.cubes, "test")[1]

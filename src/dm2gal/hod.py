@@ -301,7 +301,8 @@ def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_
     from .atomic import atomic_path
     from .catalogue import write_catalogue
     from .fields import open_field, write_field
-    from .paint import painted_attrs, read_cube
+    from .paint import painted_attrs
+    from .split import read_cube
 
     truth_attrs = dict(open_field(truth_path).attrs)
     start, size = read_cube(cubes_json, "test")

@@ -21,7 +21,7 @@ import logging
 import numpy as np
 from tqdm import tqdm
 
-from .split import Cube, slab_mask
+from .split import Cube, read_cube, slab_mask
 
 log = logging.getLogger("dm2gal.occupancy")
 
@@ -109,7 +109,6 @@ def run(stellar_path, subhalo_path, cubes_json, out_json, criterion: str, slab: 
 
     from .atomic import atomic_path
     from .fields import open_field, read_periodic
-    from .paint import read_cube
 
     stellar, subhalo = open_field(stellar_path), open_field(subhalo_path)
     with open(cubes_json) as f:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fields import create_field, field_attrs, open_field, read_periodic
+from .split import read_cube
 
 log = logging.getLogger("dm2gal.paint")
 
@@ -227,15 +228,6 @@ def painted_attrs(dark_attrs: dict, start, size: int, mode: str, source: str, **
                        mas=dark_attrs["mas"], quantity="stellar_mass", origin=[int(s) for s in start],
                        parent_n_grid=int(dark_attrs["n_grid"]), parent_box_size=float(dark_attrs["box_size"]),
                        mode=mode, label=label, **extra)
-
-
-def read_cube(cubes_json, name: str = "test") -> tuple[tuple[int, int, int], int]:
-    """(start, size) in voxels of a cube recorded by the split stage."""
-    import json
-
-    with open(cubes_json) as f:
-        cube = json.load(f)[name]
-    return tuple(int(s) for s in cube["start"]), int(cube["size"])
 
 
 def galaxies(painted, origin, parent_n_grid: int, box_size: float, sub_pos: np.ndarray, sub_mass: np.ndarray,

@@ -189,6 +189,13 @@ def _catalogue(base: str, snapshot: int, halo_mass_field: str, hydro: bool) -> t
     return halos, galaxies
 
 
+def read_cube(cubes_json, name: str = "test") -> tuple[tuple[int, int, int], int]:
+    """(start, size) in voxels of a cube recorded in cubes.json by `run_split`."""
+    with open(cubes_json) as f:
+        cube = json.load(f)[name]
+    return tuple(int(s) for s in cube["start"]), int(cube["size"])
+
+
 def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapshot: int, cfg: dict,
               cubes_json, train_npz) -> dict:
     """The split stage: cubes.json (cubes and their reports) and train.npz (see docs/pipeline.md).

@@ -184,7 +184,7 @@ def read_truth(hydro_field: str | os.PathLike, cubes_json: str | os.PathLike) ->
     """The true stellar mass of the test cube, cut periodically from the whole-box hydro field:
     (array (size,)*3 [Msun/h], attrs with box_size = cube side [Mpc/h], n_grid, origin, parent_n_grid)."""
     from .fields import open_field, read_periodic
-    from .paint import read_cube
+    from .split import read_cube
 
     start, size = read_cube(cubes_json, "test")
     arr = open_field(hydro_field)
