@@ -84,6 +84,15 @@ def chunk_path(run_sim, kind, chunk, tmp_path):
     return path_of(tmp_path / run_sim / "output", SNAP, chunk)
 
 
+def fetch(tmp_path, sim, kind, chunk):
+    """Fetch one chunk of RUNS[sim] (only dark-matter coordinates of a snapshot) with the listing
+    already in tmp_path; returns its final path."""
+    dest = chunk_path(sim, kind, chunk, tmp_path)
+    fields = {"dm": ["Coordinates"]} if kind == "snapshot" else None
+    tng_api.fetch_chunk(tmp_path / f"{RUNS[sim]}.json", kind, chunk, dest, fields=fields, policy=FAST)
+    return dest
+
+
 # --- the HTTP layer ------------------------------------------------------------------
 
 
@@ -113,9 +122,7 @@ def test_dropped_connection_resumes_with_range(tmp_path, emulator, api_key, arch
     listing(tmp_path, emulator, run)
     path = f"/api/{run}/files/snapshot-{SNAP}.2.hdf5"
     emulator.fault(path, "drop", "drop")
-    dest = chunk_path("dark", "snapshot", 2, tmp_path)
-    tng_api.fetch_chunk(tmp_path / f"{run}.json", "snapshot", 2, dest, fields={"dm": ["Coordinates"]},
-                        policy=FAST)
+    dest = fetch(tmp_path, "dark", "snapshot", 2)
     hits = emulator.hits(path)
     assert len(hits) == 3
     assert hits[0].range is None
@@ -185,8 +192,7 @@ def test_wrong_checksum_is_fetched_again(tmp_path, emulator, api_key, archive):
     listing(tmp_path, emulator, run)
     path = f"/api/{run}/files/groupcat-{SNAP}.0.hdf5"
     emulator.fault(path, "corrupt")
-    dest = chunk_path("hydro", "groupcat", 0, tmp_path)
-    tng_api.fetch_chunk(tmp_path / f"{run}.json", "groupcat", 0, dest, policy=FAST)
+    dest = fetch(tmp_path, "hydro", "groupcat", 0)
     assert len(emulator.hits(path)) == 2
     assert dest.read_bytes() == tng.groupcat_path(archive[run], SNAP, 0).read_bytes()
 
@@ -197,9 +203,7 @@ def test_truncated_hdf5_is_detected_and_fetched_again(tmp_path, emulator, api_ke
     listing(tmp_path, emulator, run)
     path = f"/api/{run}/files/snapshot-{SNAP}.0.hdf5"
     emulator.fault(path, "truncate")
-    dest = chunk_path("dark", "snapshot", 0, tmp_path)
-    tng_api.fetch_chunk(tmp_path / f"{run}.json", "snapshot", 0, dest, fields={"dm": ["Coordinates"]},
-                        policy=FAST)
+    dest = fetch(tmp_path, "dark", "snapshot", 0)
     assert len(emulator.hits(path)) == 2
     assert manifest.check_snapshot_chunk(dest, [1])[1] == 1000
 
@@ -209,8 +213,7 @@ def test_server_ignoring_range_restarts_cleanly(tmp_path, emulator, api_key, arc
     listing(tmp_path, emulator, run)
     path = f"/api/{run}/files/groupcat-{SNAP}.0.hdf5"
     emulator.fault(path, "drop", "ignore_range")
-    dest = chunk_path("dark", "groupcat", 0, tmp_path)
-    tng_api.fetch_chunk(tmp_path / f"{run}.json", "groupcat", 0, dest, policy=FAST)
+    dest = fetch(tmp_path, "dark", "groupcat", 0)
     assert dest.read_bytes() == tng.groupcat_path(archive[run], SNAP, 0).read_bytes()
 
 
@@ -220,9 +223,7 @@ def test_redirect_is_followed_without_leaking_the_key(tmp_path, emulator, api_ke
     path = f"/api/{run}/files/snapshot-{SNAP}.3.hdf5"
     emulator.fault(path, "redirect")
     emulator.fault(f"/data/signed-token{path}", "drop")
-    dest = chunk_path("dark", "snapshot", 3, tmp_path)
-    tng_api.fetch_chunk(tmp_path / f"{run}.json", "snapshot", 3, dest, fields={"dm": ["Coordinates"]},
-                        policy=FAST)
+    dest = fetch(tmp_path, "dark", "snapshot", 3)
     data_hits = [r for r in emulator.requests if r.path.startswith("/data/")]
     assert data_hits and all(r.host.startswith("localhost") and not r.had_key for r in data_hits)
     assert data_hits[0].query == "dm=Coordinates"
