@@ -69,7 +69,9 @@ def run(tmp_path_factory):
     mass_type[:, 1] = 10 ** rng.uniform(9, 13, n_sub)
     mass_type[:, 4] = np.where(rng.random(n_sub) < 0.7, 10 ** rng.uniform(7, 11, n_sub), 0.0)
     subhalos = {"SubhaloPos": clustered(rng, n_sub), "SubhaloMass": mass_type.sum(axis=1),
-                "SubhaloMassType": mass_type}
+                "SubhaloMassType": mass_type,
+                # the mini-universe's noise-free mean M*: independent of the drawn one here
+                "SubhaloStellarMassMean": 10 ** rng.uniform(7, 11, n_sub)}
     halos = {"GroupPos": rng.random((50, 3)) * BOX, "GroupMass": 10 ** rng.uniform(10, 14, 50)}
     tng.write_groupcat(base, SNAP, HEADER, halos, subhalos, n_chunks=2)
     return dict(base=base, dm=dm, stars=stars[formed > 0], star_mass=particles[4]["Masses"][formed > 0],
@@ -158,11 +160,13 @@ def test_box_path_writes_the_ma_field_with_attributes(run, tmp_path):
     assert attrs["total_mass"] == pytest.approx(len(run["dm"]) * M_DM, rel=1e-12)
 
 
-@pytest.mark.parametrize("quantity, column", [("subhalo_mass", None), ("stellar_mass", 4)])
-def test_catalogue_fields_by_both_paths(run, tmp_path, quantity, column):
+@pytest.mark.parametrize("quantity, name, column", [("subhalo_mass", "SubhaloMass", None),
+                                                    ("stellar_mass", "SubhaloMassType", 4),
+                                                    ("stellar_mass_ideal", "SubhaloStellarMassMean", None)])
+def test_catalogue_fields_by_both_paths(run, tmp_path, quantity, name, column):
     n = 32
     sub = run["subhalos"]
-    mass = sub["SubhaloMass"] if column is None else sub["SubhaloMassType"][:, column]
+    mass = sub[name] if column is None else sub[name][:, column]
     reference = ma_reference(sub["SubhaloPos"], mass, n)
     source = FieldSource("x", str(run["base"]), SNAP, quantity)
     assert source.n_chunks() == 1
@@ -171,6 +175,15 @@ def test_catalogue_fields_by_both_paths(run, tmp_path, quantity, column):
     assert abs(field.sum(dtype=np.float64) / mass.sum() - 1) < 1e-6
     box, _ = deposit_box(source, n)
     assert_equal_to_ma(box, reference)
+
+
+def test_ideal_field_needs_the_mini_universe_mean(tmp_path):
+    """An archive catalogue has no SubhaloStellarMassMean: the ideal field is refused, naming it."""
+    base = tmp_path / "output"
+    subhalos = {"SubhaloPos": np.full((10, 3), 1.0), "SubhaloMass": np.ones(10), "SubhaloMassType": np.ones((10, 6))}
+    tng.write_groupcat(base, SNAP, HEADER, {"GroupMass": np.ones(4)}, subhalos, n_chunks=1)
+    with pytest.raises(Exception, match="SubhaloStellarMassMean"):
+        FieldSource("hydro", str(base), SNAP, "stellar_mass_ideal").read(0)
 
 
 def test_star_particles_skip_wind_cells(run, tmp_path):

@@ -246,13 +246,20 @@ def test_hydro_twin_baryonic_effects(tiny_runs, config):
     assert np.std(d) == pytest.approx(bar["position_offset"], rel=0.25)
 
 
-def test_satellite_loss_is_a_fraction(config):
+def one_group(n_sat: int = 2000):
+    """A hand-made dark catalogue: one 1e13 Msun/h group, its central and n_sat satellites of
+    1e10..1e12 Msun/h, all at one point of a 10 Mpc/h box, and a tree of uniform particles."""
     halos = {"GroupMass": np.array([1e13]), "GroupFirstSub": np.array([0]), "Group_M_Crit200": np.array([8e12])}
-    n_sat = 2000
-    subs = {"SubhaloMass": np.r_[5e12, np.logspace(10, 11, n_sat)], "SubhaloGrNr": np.zeros(n_sat + 1, int),
+    subs = {"SubhaloMass": np.r_[5e12, np.logspace(10, 12, n_sat)], "SubhaloGrNr": np.zeros(n_sat + 1, int),
             "SubhaloPos": np.full((n_sat + 1, 3), 5.0), "SubhaloVel": np.zeros((n_sat + 1, 3)),
             "SubhaloVmax": np.full(n_sat + 1, 100.0)}
     tree = fof.periodic_tree(np.random.default_rng(0).uniform(0, 10, (1000, 3)), 10.0)
+    return halos, subs, tree
+
+
+def test_satellite_loss_is_a_fraction(config):
+    n_sat = 2000
+    halos, subs, tree = one_group(n_sat)
     params = copy.deepcopy(config["acquire"]["synthetic"])
     params["baryons"]["satellite_loss"] = 0.25
     h_halos, h_subs, stars, idx = galaxies.hydro_twin(halos, subs, tree, 1000, 10.0, 1e9, params,
@@ -260,6 +267,55 @@ def test_satellite_loss_is_a_fraction(config):
     kept = h_halos["GroupNsubs"][0] - 1
     assert abs(kept / n_sat - 0.75) < 4 * np.sqrt(0.25 * 0.75 / n_sat)
     assert idx[0] == 0 and h_halos["GroupMass"][0] == pytest.approx(h_subs["SubhaloMass"].sum())
+
+
+def test_ideal_mean_is_what_the_draw_was_centred_on(config):
+    """log10 M* minus the known scatter draw sigma g is the relation mu, and SubhaloStellarMassMean
+    is 10^(mu + ln10 sigma^2 / 2), for every surviving subhalo (satellite loss on)."""
+    halos, subs, tree = one_group()
+    params = copy.deepcopy(config["acquire"]["synthetic"])
+    params["baryons"]["satellite_loss"] = 0.3
+    sigma = params["galaxies"]["scatter"]
+    _, h_subs, _, idx = galaxies.hydro_twin(halos, subs, tree, 1000, 10.0, 1e9, params, np.random.default_rng(5))
+    g = np.random.default_rng(5).standard_normal(len(subs["SubhaloMass"]))  # the generator's first draw
+    mu = np.log10(h_subs["SubhaloMassType"][:, 4]) - sigma * g[idx]
+    np.testing.assert_allclose(np.log10(h_subs["SubhaloStellarMassMean"]), mu + np.log(10) * sigma**2 / 2,
+                               rtol=0, atol=1e-9)
+    assert len(idx) < len(subs["SubhaloMass"])  # satellites were lost, and the survivors still match
+    # with no scatter the mean is the drawn mass itself
+    params["galaxies"]["scatter"] = 0.0
+    _, h0, _, _ = galaxies.hydro_twin(halos, subs, tree, 1000, 10.0, 1e9, params, np.random.default_rng(5))
+    np.testing.assert_allclose(h0["SubhaloStellarMassMean"], h0["SubhaloMassType"][:, 4], rtol=1e-12)
+
+
+def test_ideal_mean_is_the_average_over_draws(config):
+    """Averaged over many draws of the galaxy model, M* / SubhaloStellarMassMean -> 1; the median
+    relation 10^mu (the mean without the lognormal term) is refused by the same test."""
+    halos, subs, tree = one_group(n_sat=500)
+    params = copy.deepcopy(config["acquire"]["synthetic"])
+    sigma = params["galaxies"]["scatter"]
+    ratios = []
+    for seed in range(40):
+        _, h_subs, _, _ = galaxies.hydro_twin(halos, subs, tree, 1000, 10.0, 1e9, params,
+                                              np.random.default_rng(seed))
+        ratios.append(h_subs["SubhaloMassType"][:, 4] / h_subs["SubhaloStellarMassMean"])
+    ratios = np.concatenate(ratios)
+    err = ratios.std() / np.sqrt(len(ratios))
+    assert abs(ratios.mean() - 1) < 4 * err, (ratios.mean(), err)
+    median_ratio = ratios * np.exp(np.log(10) ** 2 * sigma**2 / 2)  # M* / 10^mu
+    assert abs(median_ratio.mean() - 1) > 10 * err
+
+
+def test_ideal_mean_is_written_in_file_units(tiny_runs):
+    """SubhaloStellarMassMean is stored beside SubhaloMassType in 1e10 Msun/h and read back in Msun/h."""
+    runs, bases = tiny_runs
+    expected = runs["hydro"]["subhalos"]["SubhaloStellarMassMean"]
+    with h5py.File(tng.groupcat_path(bases["hydro"], SNAP, 0)) as f:
+        stored = f["Subhalo/SubhaloStellarMassMean"][()]
+    np.testing.assert_allclose(stored, expected[:len(stored)] / 1e10, rtol=1e-6)
+    back = tng.load_subhalos(bases["hydro"], SNAP, ["SubhaloStellarMassMean"])["SubhaloStellarMassMean"]
+    np.testing.assert_allclose(back, expected, rtol=1e-6)
+    assert "SubhaloStellarMassMean" not in runs["dark"]["subhalos"]
 
 
 # --- the files -------------------------------------------------------------------------

@@ -35,7 +35,13 @@ from .fields import DEFAULT_CHUNK, create_field, field_attrs, write_field
 
 log = logging.getLogger("dm2gal.grid")
 
-QUANTITIES = ("dm_mass", "subhalo_mass", "stellar_mass")
+QUANTITIES = ("dm_mass", "subhalo_mass", "stellar_mass", "stellar_mass_ideal")
+CATALOGUE_MASS = {
+    "subhalo_mass": ("SubhaloMass", None),
+    "stellar_mass": ("SubhaloMassType", 4),
+    "stellar_mass_ideal": ("SubhaloStellarMassMean", None),
+}
+"""Catalogue fields: quantity -> (Subhalo dataset deposited at SubhaloPos, column or None)."""
 STELLAR_SOURCES = ("subhalos", "particles")
 MAS = "CIC"
 
@@ -49,6 +55,9 @@ class FieldSource:
     stellar_mass: SubhaloMassType[:, 4] at SubhaloPos, or with
     stellar_source='particles' the PartType4 star particles (wind cells, which
     TNG stores as PartType4 with GFM_StellarFormationTime <= 0, are skipped).
+    stellar_mass_ideal: SubhaloStellarMassMean at SubhaloPos, the noise-free mean
+    stellar mass of the mini-universe's galaxy model (synthetic runs only; always
+    from the catalogue).
     """
 
     run: str
@@ -78,9 +87,8 @@ class FieldSource:
             return "PartType1 particles, mass Header/MassTable[1]"
         if self.part_type == 4:
             return "PartType4 star particles (GFM_StellarFormationTime > 0), Masses"
-        if self.quantity == "subhalo_mass":
-            return "Subhalo/SubhaloMass at SubhaloPos"
-        return "Subhalo/SubhaloMassType[:, 4] at SubhaloPos"
+        name, column = CATALOGUE_MASS[self.quantity]
+        return f"Subhalo/{name}{'' if column is None else f'[:, {column}]'} at SubhaloPos"
 
     def box_size(self) -> float:
         """Box side [Mpc/h] from the header of the files this field is read from.
@@ -112,13 +120,14 @@ class FieldSource:
         return pos, mass
 
     def _read_catalogue(self) -> tuple[np.ndarray, np.ndarray]:
-        mass_key = "SubhaloMass" if self.quantity == "subhalo_mass" else "SubhaloMassType"
+        mass_key, column = CATALOGUE_MASS[self.quantity]
         for chunk in range(int(tng.groupcat_header(self.base, self.snapshot)["NumFiles"])):
             tng.groupcat_header(self.base, self.snapshot, chunk)  # a bad file raises, naming itself
+        # an archive run has no SubhaloStellarMassMean: illustris_python raises, naming the field
         cat = tng.load_subhalos(self.base, self.snapshot, ["SubhaloPos", mass_key])
         if cat["count"] == 0:
             return np.zeros((0, 3)), np.zeros(0)
-        mass = cat[mass_key] if self.quantity == "subhalo_mass" else cat[mass_key][:, 4]
+        mass = cat[mass_key] if column is None else cat[mass_key][:, column]
         return cat["SubhaloPos"], mass
 
     def attrs(self, n_grid: int, **extra) -> dict:

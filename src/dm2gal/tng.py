@@ -25,7 +25,8 @@ LENGTH_FIELDS = frozenset(
 )
 MASS_FIELDS = frozenset(
     {"Masses", "SubhaloMass", "SubhaloMassType", "GroupMass", "GroupMassType",
-     "Group_M_Crit200", "MassTable"}
+     "Group_M_Crit200", "MassTable",
+     "SubhaloStellarMassMean"}  # the mini-universe's noise-free mean M* (not a TNG field)
 )
 
 SIMS = ("dark", "hydro")

@@ -23,6 +23,13 @@ particle masses. Star particles of mass ~ `star_particle_mass` follow a Plummer
 profile of half-mass radius r_half = r_half0 (M* / 1e10 Msun/h)^0.25 about the
 hydro subhalo position (truncated at 10 r_half), so their masses sum to M* per
 subhalo exactly.
+
+The noise-free mean each stellar mass was drawn about, E[M*_i] = 10^(mu_i + ln(10)
+sigma^2 / 2) with mu_i the relation plus the environment term (a lognormal's mean
+in linear mass), is written beside every hydro subhalo as `SubhaloStellarMassMean`
+(synthetic-only field): the best any deterministic painter can do. Satellite loss
+and position offsets are drawn independently of g_i, so the survivors' draws stay
+centred on it.
 """
 
 from __future__ import annotations
@@ -38,6 +45,11 @@ def moster_stellar_mass(m_halo: np.ndarray, h: float, log_m1: float, n: float, b
     m = np.asarray(m_halo, dtype=np.float64) / h
     x = m / 10.0**log_m1
     return h * m * 2.0 * n / (x**-beta + x**gamma)
+
+
+def lognormal_mean(log10_median: np.ndarray, scatter_dex: float) -> np.ndarray:
+    """E[10^X] for X ~ N(log10_median, scatter_dex^2): 10^(log10_median + ln(10) scatter^2 / 2)."""
+    return 10.0 ** (np.asarray(log10_median, dtype=np.float64) + np.log(10.0) * scatter_dex**2 / 2.0)
 
 
 def overdensity(tree, centres: np.ndarray, radius: float, n_particles: int, box: float) -> np.ndarray:
@@ -87,10 +99,10 @@ def hydro_twin(halos: dict, subhalos: dict, tree, n_particles: int, box: float, 
     host_mass = np.where(is_central, halos["GroupMass"][grnr], subhalos["SubhaloMass"])
     env = overdensity(tree, subhalos["SubhaloPos"], gal["env_radius"], n_particles, box)
     residual = environment_residual(np.log10(host_mass), np.log10(env))
-    log_mstar = (np.log10(moster_stellar_mass(host_mass, h, gal["log_m1"], gal["n"], gal["beta"],
-                                              gal["gamma"]))
-                 + gal["env_slope"] * residual + gal["scatter"] * rng.standard_normal(n_subs))
-    mstar = 10.0**log_mstar
+    log_mu = (np.log10(moster_stellar_mass(host_mass, h, gal["log_m1"], gal["n"], gal["beta"], gal["gamma"]))
+              + gal["env_slope"] * residual)
+    mstar = 10.0 ** (log_mu + gal["scatter"] * rng.standard_normal(n_subs))
+    mstar_mean = lognormal_mean(log_mu, gal["scatter"])
 
     # which subhalos survive, and their hydro masses
     keep = is_central | (rng.uniform(size=n_subs) >= bar["satellite_loss"])
@@ -156,6 +168,7 @@ def hydro_twin(halos: dict, subhalos: dict, tree, n_particles: int, box: float, 
         "SubhaloLenType": len_type.astype(np.int32),
         "SubhaloGrNr": grnr_h.astype(np.int32),
         "SubhaloVmax": subhalos["SubhaloVmax"][idx] * np.sqrt(mass_type.sum(1) / dark_mass),
+        "SubhaloStellarMassMean": mstar_mean[idx],
     }
     stars = {"Coordinates": star_pos, "Masses": star_mass}
     return hydro_halos, hydro_subhalos, stars, idx
