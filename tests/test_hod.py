@@ -152,6 +152,70 @@ def test_abundance_matching_corrects_a_baryonic_halo_mass_shift():
     assert chi2(dark) > 3.0  # binning by the gravity-only mass alone is biased
 
 
+def test_training_relation_transfers_to_an_independent_box():
+    """The abundance-matching relation of one pair, applied to another gravity-only box of the
+    same statistics, corrects its baryonic halo-mass shift like matching in its own box; on the
+    training box it reproduces rank matching (up to ties)."""
+    rng = np.random.default_rng(8)
+    train_mass, other_mass = (10 ** (10 + 4 * rng.random(30000) ** 3) for _ in range(2))
+    hydro = synthetic_run(rng, train_mass, hydro=True, baryon_factor=0.8)
+    dark = synthetic_run(rng, train_mass, hydro=False)
+    fitted, painted = hod.fit_training(dark, hydro, n_bins=15)
+    np.testing.assert_allclose(hod.transfer_halo_masses(dark, fitted.relation).halo_mass, painted.halo_mass,
+                               rtol=1e-9)  # distinct masses: the relation is the rank matching
+    other_hydro = synthetic_run(rng, other_mass, hydro=True, baryon_factor=0.8)  # never seen by the HOD
+    other_dark = synthetic_run(rng, other_mass, hydro=False)
+    edges = np.arange(7, 12.01, 0.25)
+    truth = hod.stellar_mass_function(other_hydro.sub_stellar, edges)
+
+    def chi2(target):
+        smf = hod.stellar_mass_function(hod.draw(fitted, target, [np.random.SeedSequence(1)])[0]["stellar_mass"],
+                                        edges)
+        used = truth + smf > 20
+        return ((smf - truth)[used] ** 2 / (smf + truth)[used]).sum() / used.sum()
+    assert chi2(hod.prepare_target(fitted, other_dark)) < 2.0
+    assert chi2(other_dark) > 3.0  # without the relation the shift is back
+
+
+def ensemble_scatter_ratio(seeds_of, n: int, n_ensembles: int = 100) -> float:
+    """std over independent ensembles of the n-draw ensemble mean of the HOD's total stellar mass
+    in the heavy halos, divided by the std of a single draw's; `seeds_of(ensemble, n)` gives the
+    seeds of one ensemble's draws."""
+    rng = np.random.default_rng(11)
+    halo_mass = 10 ** (11 + 3 * rng.random(3000) ** 2)
+    hydro = synthetic_run(rng, halo_mass, hydro=True)
+    dark = synthetic_run(rng, halo_mass, hydro=False)
+    fitted, target = hod.fit_training(dark, hydro, n_bins=10)
+    heavy = target.halo_mass[target.sub_halo] > 1e13
+
+    def ensemble_mean(e, size):
+        return np.mean([d["stellar_mass"][heavy].sum() for d in hod.draw(fitted, target, seeds_of(e, size))])
+    single = np.std([ensemble_mean(e, 1) for e in range(n_ensembles)], ddof=1)
+    return np.std([ensemble_mean(n_ensembles + e, n) for e in range(n_ensembles)], ddof=1) / single
+
+
+def test_hod_ensemble_mean_scatter_shrinks_as_one_over_sqrt_n():
+    """Independent realisations: the ensemble mean's scatter over 100 independent ensembles is
+    1/sqrt(N) of one draw's. Each std of 100 values is known to ~7% (1/sqrt(2 * 99)), so the
+    ratio of two is within 25% of 1/sqrt(N) at 3.5 sigma. Reusing one seed (draws not
+    independent) leaves the scatter of a single draw and fails the same bound."""
+    n = 9
+    ratio = ensemble_scatter_ratio(lambda e, size: hod.realisation_seeds(e, "test", size), n)
+    assert abs(ratio * np.sqrt(n) - 1) < 0.25, ratio
+    reused = ensemble_scatter_ratio(lambda e, size: hod.realisation_seeds(e, "test", 1) * size, n)
+    assert abs(reused * np.sqrt(n) - 1) > 0.25, reused
+
+
+def test_realisation_seeds_are_reproducible_and_distinct():
+    a, b = hod.realisation_seeds(1234, "test", 10), hod.realisation_seeds(1234, "test", 10)
+    draws = [np.random.default_rng(s).random() for s in a]
+    assert draws == [np.random.default_rng(s).random() for s in b]  # same config, same numbers
+    assert len(set(draws)) == 10
+    assert [np.random.default_rng(s).random() for s in hod.realisation_seeds(1234, "test", 3)] == draws[:3]
+    other = [np.random.default_rng(s).random() for s in hod.realisation_seeds(1234, "heldout1", 10)]
+    assert not set(other) & set(draws)  # another universe draws independently
+
+
 @pytest.mark.parametrize("mas", ["CIC", "TSC", "PCS"])
 @pytest.mark.parametrize("start", [(3, 20, 7), (28, -4, 30)])
 def test_cube_deposit_equals_whole_box_deposit(mas, start):

@@ -22,11 +22,20 @@ satellite corrections then act on what remains.
 
 Halos outside the bin range are put in the nearest edge bin; a bin without a
 hydro central (or satellite) draws from the nearest bin that has one.
+
+Held-out universes (`fit_training`, `prepare_target`): the HOD, its satellite
+corrections and the abundance-matching relation (gravity-only -> hydro halo mass)
+are all fitted on the training pair, then applied to another gravity-only run
+alone; its hydro twin is never read. The draws are an ensemble: realisation i of
+universe u is seeded by the i-th child of SeedSequence([seed, crc32(u)])
+(`realisation_seeds`), so the realisations of one universe, and the universes,
+are independent and each is reproducible.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,6 +188,71 @@ def match_halo_masses(dark: Catalogue, hydro: Catalogue) -> Catalogue:
     return Catalogue(mass, dark.first_sub, dark.sub_halo, dark.sub_pos, dark.sub_stellar)
 
 
+def mass_relation(dark: Catalogue, hydro: Catalogue) -> tuple[np.ndarray, np.ndarray]:
+    """The pair's abundance matching as a function: (distinct log10 gravity-only halo masses,
+    increasing; the mean log10 hydro mass `match_halo_masses` gives the halos of each)."""
+    occ = _occupied(dark)
+    x = np.log10(dark.halo_mass[occ])
+    y = np.log10(match_halo_masses(dark, hydro).halo_mass[occ])
+    ux, inverse = np.unique(x, return_inverse=True)
+    return ux, np.bincount(inverse, weights=y) / np.bincount(inverse)
+
+
+def transfer_halo_masses(target: Catalogue, relation: tuple[np.ndarray, np.ndarray]) -> Catalogue:
+    """A copy of `target` (another gravity-only run) whose occupied halos carry the hydro mass
+    that a training pair's `mass_relation` gives their mass: log-log interpolation, and the
+    end points' mass ratio beyond them."""
+    x, y = relation
+    occ = _occupied(target)
+    logm = np.log10(target.halo_mass[occ])
+    matched = np.interp(logm, x, y)
+    matched = np.where(logm < x[0], logm + (y[0] - x[0]), np.where(logm > x[-1], logm + (y[-1] - x[-1]), matched))
+    mass = target.halo_mass.astype(np.float64).copy()
+    mass[occ] = 10.0**matched
+    return Catalogue(mass, target.first_sub, target.sub_halo, target.sub_pos, target.sub_stellar)
+
+
+@dataclass
+class Fitted:
+    """The HOD fitted on the training pair: stellar-mass pools, the satellite corrections
+    (hydro against the training gravity-only run) and, with mass matching, the halo-mass
+    relation that `prepare_target` applies to another gravity-only run."""
+
+    hod: HOD
+    corrections: dict
+    relation: tuple[np.ndarray, np.ndarray] | None
+
+
+def fit_training(dark: Catalogue, hydro: Catalogue, n_bins: int, mass_min: float | None = None,
+                 mass_max: float | None = None, match_masses: bool = True) -> tuple[Fitted, Catalogue]:
+    """Fit on the training pair; returns the fit and the training gravity-only catalogue as the
+    HOD paints it (abundance-matched by rank in its own box when `match_masses`)."""
+    model = fit(hydro, n_bins, mass_min, mass_max)
+    painted = match_halo_masses(dark, hydro) if match_masses else dark
+    if match_masses:
+        log.info("abundance matching: gravity-only halo masses x %.4f overall",
+                 painted.halo_mass[_occupied(dark)].sum() / dark.halo_mass[_occupied(dark)].sum())
+    relation = mass_relation(dark, hydro) if match_masses else None
+    return Fitted(model, corrections(model, painted), relation), painted
+
+
+def prepare_target(fitted: Fitted, target: Catalogue) -> Catalogue:
+    """Another gravity-only run's catalogue as the fitted HOD paints it (its halo masses through
+    the training relation when the fit matched masses)."""
+    return target if fitted.relation is None else transfer_halo_masses(target, fitted.relation)
+
+
+def realisation_seeds(seed: int, universe: str, n: int) -> list[np.random.SeedSequence]:
+    """The seeds of the n independent HOD draws on `universe` ('test' or a held-out name):
+    the children of SeedSequence([seed, crc32(universe)]) (a longer ensemble keeps the first draws)."""
+    return np.random.SeedSequence([int(seed), zlib.crc32(universe.encode())]).spawn(int(n))
+
+
+def draw(fitted: Fitted, target: Catalogue, seeds: list[np.random.SeedSequence]) -> list[dict[str, np.ndarray]]:
+    """One `sample` of the fitted HOD on `target` per seed (the training corrections throughout)."""
+    return [sample(fitted.hod, target, np.random.default_rng(s), fitted.corrections) for s in seeds]
+
+
 def _nearest_nonempty(pools: list[np.ndarray]) -> np.ndarray:
     """For each bin, the index of the nearest bin whose pool is non-empty."""
     full = np.flatnonzero([len(p) > 0 for p in pools])
@@ -188,12 +262,15 @@ def _nearest_nonempty(pools: list[np.ndarray]) -> np.ndarray:
     return full[np.abs(b[:, None] - full[None, :]).argmin(axis=1)]
 
 
-def sample(hod: HOD, dark: Catalogue, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def sample(hod: HOD, dark: Catalogue, rng: np.random.Generator, corr: dict | None = None) -> dict[str, np.ndarray]:
     """Stellar masses [Msun/h] for every gravity-only subhalo, with central flag and bin.
 
-    Returns stellar_mass, central (bool), bin (n_sub,), plus the `corrections` arrays.
+    `corr`: the satellite corrections to apply (`corrections` of the training pair);
+    None computes them against `dark` itself. Returns stellar_mass, central (bool),
+    bin (n_sub,), plus the `corrections` arrays.
     """
-    corr = corrections(hod, dark)
+    if corr is None:
+        corr = corrections(hod, dark)
     sub_bin = assign_bins(dark.halo_mass[dark.sub_halo], hod.edges)
     cen = is_central(dark)
     mass = np.zeros(len(dark.sub_halo))
@@ -250,52 +327,68 @@ SMF_EDGES = np.arange(7.0, 13.01, 0.25)
 """log10 stellar-mass edges [Msun/h] of the stellar mass function written to bins.json."""
 
 
-def run(dark_base: str, hydro_base: str, snap: int, truth_attrs: dict, cube_start, cube_size: int,
-        n_bins: int, mass_min: float | None, mass_max: float | None, halo_mass_field: str,
-        seed: int, match_masses: bool = True) -> tuple[np.ndarray, dict, dict]:
-    """Fit the HOD on the hydro run, paint the gravity-only run, deposit the test cube.
+def run(dark_base: str, hydro_base: str, snap: int, target_base: str, target_snap: int, truth_attrs: dict,
+        cube_start, cube_size: int, n_bins: int, mass_min: float | None, mass_max: float | None,
+        halo_mass_field: str, seeds: list[np.random.SeedSequence], match_masses: bool = True,
+        same_box: bool = True) -> tuple[list[np.ndarray], dict, dict]:
+    """Fit the HOD on the training pair, draw it onto the gravity-only run at `target_base` once
+    per seed, and deposit each draw on the region [cube_start, + cube_size)^3 of the grid.
 
-    `truth_attrs` are the attributes of the hydro stellar-mass field (box_size, n_grid,
-    mas), so the HOD cube is deposited exactly like the truth. Returns (cube float32
-    (size,)^3 [Msun/h per voxel], catalogue columns, bins report).
+    `same_box`: the target is the training gravity-only run itself (the test cube). Else it is
+    a held-out universe, whose halo masses go through the training relation. `truth_attrs` are
+    the attributes of the target universe's hydro stellar-mass field (box_size, n_grid, mas),
+    so the HOD is deposited exactly like its truth. Returns (one float32 (size,)^3 cube
+    [Msun/h per voxel] per seed, realisation 0's catalogue columns, bins report).
     """
     hydro = load_catalogue(hydro_base, snap, halo_mass_field, stellar=True)
     dark = load_catalogue(dark_base, snap, halo_mass_field, stellar=False)
     log.info("hydro: %d halos, %d subhalos; gravity-only: %d halos, %d subhalos",
              len(hydro.halo_mass), len(hydro.sub_halo), len(dark.halo_mass), len(dark.sub_halo))
-    hod = fit(hydro, n_bins, mass_min, mass_max)
-    if match_masses:
-        raw_total = dark.halo_mass[_occupied(dark)].sum()
-        dark = match_halo_masses(dark, hydro)
-        log.info("abundance matching: gravity-only halo masses x %.4f overall",
-                 dark.halo_mass[_occupied(dark)].sum() / raw_total)
-    painted = sample(hod, dark, np.random.default_rng(seed))
-    cube = deposit_cube(dark.sub_pos, painted["stellar_mass"], truth_attrs["box_size"],
-                        truth_attrs["n_grid"], cube_start, cube_size, truth_attrs["mas"])
-    log.info("HOD: %d galaxies with M* > 0 in the box, %.4g Msun/h in the test cube",
-             int((painted["stellar_mass"] > 0).sum()), float(cube.sum(dtype=np.float64)))
-    columns = dict(position=dark.sub_pos, stellar_mass=painted["stellar_mass"],
-                   host_subhalo=np.arange(len(dark.sub_halo)), central=painted["central"])
+    fitted, painted_dark = fit_training(dark, hydro, n_bins, mass_min, mass_max, match_masses)
+    if same_box:
+        target = painted_dark
+    else:
+        target = prepare_target(fitted, load_catalogue(target_base, target_snap, halo_mass_field, stellar=False))
+        log.info("held-out gravity-only run %s: %d halos, %d subhalos", target_base, len(target.halo_mass),
+                 len(target.sub_halo))
+    draws = draw(fitted, target, seeds)
+    cubes = [deposit_cube(target.sub_pos, d["stellar_mass"], truth_attrs["box_size"], truth_attrs["n_grid"],
+                          cube_start, cube_size, truth_attrs["mas"]) for d in draws]
+    for i, (d, cube) in enumerate(zip(draws, cubes)):
+        log.info("HOD realisation %d: %d galaxies with M* > 0 in the box, %.4g Msun/h in the region",
+                 i, int((d["stellar_mass"] > 0).sum()), float(cube.sum(dtype=np.float64)))
+    first = draws[0]
+    columns = dict(position=target.sub_pos, stellar_mass=first["stellar_mass"],
+                   host_subhalo=np.arange(len(target.sub_halo)), central=first["central"])
+    hod, corr = fitted.hod, fitted.corrections
     report = dict(
-        halo_mass_field=halo_mass_field, seed=seed, match_halo_masses=match_masses,
+        halo_mass_field=halo_mass_field, match_halo_masses=match_masses, target=str(target_base),
+        realisations=len(seeds), seed_entropy=[int(e) for e in np.atleast_1d(seeds[0].entropy)],
         log10_edges=hod.edges.tolist(),
-        bins=[dict(n_halo_hydro=int(hod.n_halo[b]), n_halo_dark=int(painted["n_halo"][b]),
+        bins=[dict(n_halo_hydro=int(hod.n_halo[b]), n_halo_dark=int(corr["n_halo"][b]),
                    n_central_hydro=len(hod.centrals[b]), n_satellite_hydro=len(hod.satellites[b]),
-                   n_satellite_dark=int(painted["n_sat"][b]),
-                   sat_ratio=float(painted["sat_ratio"][b]), mass_ratio=float(painted["mass_ratio"][b]),
+                   n_satellite_dark=int(corr["n_sat"][b]),
+                   sat_ratio=float(corr["sat_ratio"][b]), mass_ratio=float(corr["mass_ratio"][b]),
                    median_central_stellar_mass=float(np.median(hod.centrals[b])) if len(hod.centrals[b]) else None)
               for b in range(n_bins)],
+        # truth: the training hydro run the HOD was fitted on; hod: realisation 0 on the target
         smf=dict(log10_edges=SMF_EDGES.tolist(),
                  truth=stellar_mass_function(hydro.sub_stellar, SMF_EDGES).tolist(),
-                 hod=stellar_mass_function(painted["stellar_mass"], SMF_EDGES).tolist()),
+                 hod=stellar_mass_function(first["stellar_mass"], SMF_EDGES).tolist()),
     )
-    return cube, columns, report
+    return cubes, columns, report
 
 
-def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_json, out_field, out_catalogue,
-              out_bins, *, n_bins: int, mass_min: float | None, mass_max: float | None, halo_mass_field: str,
-              seed: int, match_masses: bool = True) -> dict:
-    """The hod rule: the test-cube field (attributes like a painted cube), catalogue and bins.json."""
+def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_json, out_fields, out_catalogue,
+              out_bins, *, universe: str = "test", target_base: str | None = None, target_snapshot: int | None = None,
+              source: str = "dark", n_bins: int, mass_min: float | None, mass_max: float | None,
+              halo_mass_field: str, seed: int, match_masses: bool = True) -> dict:
+    """The hod rule for one universe: len(out_fields) realisations, realisation 0's catalogue, bins.json.
+
+    universe 'test' paints the training gravity-only run over the test cube of `cubes_json`;
+    a held-out universe paints the run at `target_base` whole (`cubes_json` None). Each field
+    has the attributes of a painted cube, plus its realisation index and seed.
+    """
     import json
 
     from .atomic import atomic_path
@@ -305,14 +398,23 @@ def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_
     from .split import read_cube
 
     truth_attrs = dict(open_field(truth_path).attrs)
-    start, size = read_cube(cubes_json, "test")
-    cube, columns, report = run(dark_base, hydro_base, snapshot, truth_attrs, start, size, n_bins, mass_min,
-                                mass_max, halo_mass_field, seed, match_masses)
-    attrs = painted_attrs(truth_attrs, start, size, "hod", "dark", model="HOD (Kasmanoff et al. 2020, sec. 2.3)")
-    attrs["label"] = "HOD benchmark: hydro halo-mass bins sampled onto gravity-only subhalos"
-    write_field(out_field, cube, attrs)
-    write_catalogue(out_catalogue, attrs=dict(box_size=float(truth_attrs["box_size"]), source="dark", mode="hod",
-                                              seed=seed), **columns)
+    if cubes_json is not None:
+        start, size = read_cube(cubes_json, "test")
+    else:
+        start, size = (0, 0, 0), int(truth_attrs["n_grid"])
+    seeds = realisation_seeds(seed, universe, len(out_fields))
+    same_box = universe == "test"
+    cubes, columns, report = run(dark_base, hydro_base, snapshot, target_base or dark_base,
+                                 snapshot if target_snapshot is None else target_snapshot, truth_attrs, start, size,
+                                 n_bins, mass_min, mass_max, halo_mass_field, seeds, match_masses, same_box)
+    for i, (cube, path) in enumerate(zip(cubes, out_fields)):
+        attrs = painted_attrs(truth_attrs, start, size, "hod", source, model="HOD (Kasmanoff et al. 2020, sec. 2.3)",
+                              universe=universe, realisation=i, seed=seed)
+        attrs["label"] = "HOD benchmark: training hydro halo-mass bins sampled onto gravity-only subhalos"
+        write_field(path, cube, attrs)
+    write_catalogue(out_catalogue, attrs=dict(box_size=float(truth_attrs["box_size"]), source=source, mode="hod",
+                                              seed=seed, universe=universe, realisation=0), **columns)
+    report["universe"] = universe
     with atomic_path(out_bins) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     return report
