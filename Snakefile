@@ -21,6 +21,7 @@ include: "rules/paint.smk"
 include: "rules/hod.smk"
 include: "rules/stats.smk"
 include: "rules/figures.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

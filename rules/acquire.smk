@@ -1,4 +1,6 @@
-# The acquire stage: put the {dark, hydro} run pair on disk in TNG layout.
+# The acquire stage: put the {dark, hydro} run pair on disk in TNG layout (and, for the
+# synthetic source, the held-out universes' pairs: rules/evaluate.smk makes them, the
+# checkpoint here verifies them as universes/{name}/{dark,hydro}).
 # Each source's rules fill ACQUIRE_INPUTS[source] with a function of the `sim`
 # wildcard that returns the files that source lays out for that run; the
 # checkpoint below then verifies every chunk and writes the manifest that later
@@ -23,7 +25,7 @@ checkpoint acquired:
     output:
         manifest("{sim}"),
     wildcard_constraints:
-        sim="dark|hydro",
+        sim="|".join(ACQUIRED_RUNS),  # the pair, and the generated held-out universes (rules/evaluate.smk)
     params:
         sim_dir=lambda wildcards: str(DATA_DIR / wildcards.sim),
         snapshot=SNAPSHOT,
@@ -40,4 +42,4 @@ checkpoint acquired:
         "../scripts/acquired.py"
 
 
-FINAL_TARGETS.extend(manifest(sim) for sim in ("dark", "hydro"))
+FINAL_TARGETS.extend(manifest(sim) for sim in ACQUIRED_RUNS)

@@ -10,6 +10,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from dm2gal import tng
+from dm2gal.evaluate import check_universes, synthetic_params, run_name as universe_run
 from dm2gal.acquire.tng_api import PART_TYPES as TNG_PART_TYPES
 from dm2gal.grid import QUANTITIES, FieldSource, SlabPlan, memory_mb, runtime_min
 from dm2gal.schema import fill_defaults
@@ -31,6 +32,11 @@ SNAPSHOT = config["snapshot"]
 FINAL_TARGETS = []
 """What `all` builds: each stage appends its final outputs."""
 
+SYNTHETIC = config["acquire"]["source"] == "synthetic"
+UNIVERSES = {u["name"]: u for u in check_universes(config)}
+EVAL_UNIVERSES = list(UNIVERSES)
+"""The held-out universes (evaluation.universes); "test" is the training universe's test cube."""
+
 
 def results(*parts):
     """A path under results_dir, as a string for Snakemake."""
@@ -45,6 +51,37 @@ def sim_base(sim):
 def manifest(sim):
     """Written last by acquire: the run is complete once this file exists."""
     return str(DATA_DIR / sim / "manifest.json")
+
+
+def universe_base(universe, sim):
+    """basePath of one run of a held-out universe: generated under data_dir/universes/ (synthetic)
+    or the entry's dark_base / hydro_base (archive sources)."""
+    entry = UNIVERSES[universe]
+    return sim_base(universe_run(universe, sim)) if "seed_offset" in entry else entry[f"{sim}_base"]
+
+
+def universe_snapshot(universe):
+    return UNIVERSES[universe].get("snapshot", SNAPSHOT)
+
+
+ACQUIRED_RUNS = list(tng.SIMS) + ([universe_run(u, sim) for u in EVAL_UNIVERSES for sim in tng.SIMS]
+                                  if SYNTHETIC else [])
+"""Runs that get an acquire manifest (checkpoint `acquired`): the pair, and generated universes."""
+
+
+def acquired_input(universe, sim):
+    """What a job reading one run's files depends on: its manifest, or (an archive universe) its files."""
+    if universe == "test":
+        return manifest(sim)
+    if universe_run(universe, sim) in ACQUIRED_RUNS:
+        return manifest(universe_run(universe, sim))
+    base = universe_base(universe, sim)
+    return sorted(glob.glob(f"{base}/groups_{universe_snapshot(universe):03d}/*.hdf5"))
+
+
+def universe_field(universe, sim, quantity):
+    """A whole-box grid field of one run of a universe ("test": the training pair)."""
+    return results("fields", sim if universe == "test" else universe_run(universe, sim), f"{quantity}.zarr")
 
 
 def logs(rule_name, name="log"):
@@ -87,8 +124,9 @@ def grid_source(wildcards):
 
 
 def grid_run_input(wildcards):
-    """What a field depends on: the pair's acquire manifest (a checkpoint), or an extra run's files."""
-    if wildcards.run in tng.SIMS:
+    """What a field depends on: the acquire manifest (a checkpoint) of the pair or of a generated
+    universe, or the files of an extra run or an archive universe."""
+    if wildcards.run in ACQUIRED_RUNS:
         return checkpoints.acquired.get(sim=wildcards.run).output[0]
     src = grid_source(wildcards)
     folder = "snapdir" if src.part_type is not None else "groups"
@@ -131,11 +169,11 @@ def grid_resources(step, thickness):
 
 
 def grid_n_chunks(wildcards):
-    """Input chunks of a field: snapshot files (from the manifest for the pair), or 1 for a catalogue."""
+    """Input chunks of a field: snapshot files (from the manifest of an acquired run), or 1 for a catalogue."""
     src = grid_source(wildcards)
     if src.part_type is None:
         return 1
-    if wildcards.run in tng.SIMS:
+    if wildcards.run in ACQUIRED_RUNS:
         with open(checkpoints.acquired.get(sim=wildcards.run).output[0]) as f:
             return len(json.load(f)["snapshot_chunks"])
     return src.n_chunks()
@@ -145,26 +183,77 @@ def grid_buckets(wildcards):
     return expand(f"{GRID_WORK}/scatter_{{chunk}}.h5", run=wildcards.run, quantity=wildcards.quantity,
                   chunk=range(grid_n_chunks(wildcards)))
 
+# --- hod (rules/hod.smk) ---
+
+
+def hod_fields(universe):
+    """The HOD's realisations on a universe: the test cube ("test") or the whole box."""
+    return [results("hod", universe, f"realisation_{i}.zarr") for i in range(config["hod"]["realisations"])]
+
+
+def hod_inputs(wildcards):
+    """The training pair, the painted gravity-only run, the grid geometry (the universe's hydro field)."""
+    u = wildcards.universe
+    inputs = dict(dark=manifest("dark"), hydro=manifest("hydro"), truth=universe_field(u, "hydro", "stellar_mass"))
+    if u == "test":
+        inputs["cubes"] = results("split", "cubes.json")
+    else:
+        inputs["target"] = acquired_input(u, "dark")
+    return inputs
+
 # --- stats (rules/stats.smk) ---
 
 
-def stats_models():
-    """The models compared: truth, dm2gal, the oracle painting when paint makes it, HOD."""
-    oracle = ["dm2gal_oracle"] if config["paint"]["oracle"] else []
-    return ["truth", "dm2gal", *oracle, "hod"]
+def painted_field(universe):
+    """The selected model's honest painting of a universe: the test cube, or a held-out box whole."""
+    if universe == "test":
+        return results("paint", "test", "stellar_mass.zarr")
+    return results("paint", "universes", universe, "stellar_mass.zarr")
 
 
-def stats_field(wildcards):
-    """The model's test-cube field as a named input (none for the truth)."""
-    return {"field": STATS_FIELDS[wildcards.model]} if wildcards.model in STATS_FIELDS else {}
+def stats_models(universe):
+    """The models of one universe's statistics, in dm2gal.metrics.MODELS order (without "truth"):
+    dm2gal_oracle on the test cube only (paint.oracle), ideal for the mini-universe only."""
+    oracle = ["dm2gal_oracle"] if universe == "test" and config["paint"]["oracle"] else []
+    return ["dm2gal", *oracle, "hod", *(["ideal"] if SYNTHETIC else [])]
+
+
+def model_fields(universe, model):
+    """The field(s) one model's statistics read: one path, or the HOD's list of realisations."""
+    if model == "dm2gal":
+        return painted_field(universe)
+    if model == "dm2gal_oracle":
+        return results("paint", "test_oracle", "stellar_mass.zarr")
+    if model == "hod":
+        return hod_fields(universe)
+    if model == "ideal":
+        return universe_field(universe, "hydro", "stellar_mass_ideal")
+    raise ValueError(f"unknown model {model!r}")
+
+
+def stats_files():
+    """{universe: {"truth" | model: its stats file}} for "test" and every held-out universe."""
+    return {u: {m: results("stats", u, f"{m}.npz") for m in ["truth", *stats_models(u)]}
+            for u in ["test", *EVAL_UNIVERSES]}
+
+
+def stats_inputs(wildcards):
+    """The universe's hydro field (the truth), the model's field(s), and the split for the test cube."""
+    u, model = wildcards.universe, wildcards.model
+    inputs = {"hydro": universe_field(u, "hydro", "stellar_mass")}
+    if u == "test":
+        inputs["cubes"] = results("split", "cubes.json")
+    if model != "truth":
+        inputs["realisations" if model == "hod" else "field"] = model_fields(u, model)
+    return inputs
 
 
 def stats_mem_mb(wildcards, input):
-    """About 16 float32 copies of the test cube (fields, overdensities, FFTs, bispectrum shells)."""
+    """About 16 float32 copies of the region (fields, overdensities, FFTs, bispectrum shells)."""
     from dm2gal.split import read_cube
 
     try:
-        size = read_cube(input.cubes, "test")[1]
+        size = read_cube(input.cubes, "test")[1] if wildcards.universe == "test" else GRID["n_grid"]
     except FileNotFoundError:  # before split has run
         return 2000
     return max(1000, 16 * 4 * size**3 // 2**20 + 500)

@@ -14,7 +14,7 @@ FIGURES = {
 
 rule figures:
     input:
-        stats=expand(results("stats", "{model}.npz"), model=stats_models()),
+        stats=list(stats_files()["test"].values()),
         cubes=results("split", "cubes.json"),
         hydro=results("fields", "hydro", "stellar_mass.zarr"),
         dm2gal=STATS_FIELDS["dm2gal"],
@@ -25,7 +25,7 @@ rule figures:
         **{f"{name}_png": figure_png(name) for name in FIGURES},
         **{f"{name}_pdf": results("figures", f"{name}.pdf") for name in FIGURES},
     params:
-        models=stats_models(),
+        models=list(stats_files()["test"]),
         stats_cfg=STATS_CFG,
         fig_cfg=config["figures"],
     resources:
@@ -41,7 +41,7 @@ rule figures:
 
 rule metrics:
     input:
-        stats=expand(results("stats", "{model}.npz"), model=stats_models()),
+        stats=list(stats_files()["test"].values()),
         occupancy=results("paint", "test", "occupancy.json"),
     output:
         report(
@@ -51,7 +51,7 @@ rule metrics:
             labels={"figure": "metrics.json", "format": "JSON"},
         ),
     params:
-        models=stats_models(),
+        models=list(stats_files()["test"]),
         stats_cfg=STATS_CFG,
     resources:
         mem_mb=1000,

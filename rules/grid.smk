@@ -18,10 +18,16 @@ GRID_RUNS = {sim: (sim_base(sim), SNAPSHOT) for sim in tng.SIMS}
 GRID_RUNS.update({r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in config["extra_runs"]})
 if len(GRID_RUNS) != len(tng.SIMS) + len(config["extra_runs"]):
     raise ValueError(f"extra_runs names must be unique and differ from {tng.SIMS}: {config['extra_runs']}")
+# the held-out universes' runs, gridded like the pair (same n_grid: the training voxel size
+# for boxes of the training size; rules/evaluate.smk)
+GRID_RUNS.update({universe_run(u, sim): (universe_base(u, sim), universe_snapshot(u))
+                  for u in EVAL_UNIVERSES for sim in tng.SIMS})
 GRID_WORK = results("fields", ".work", "{run}", "{quantity}")
 
 GRID_FIELDS = [results("fields", "dark", f"{q}.zarr") for q in ("dm_mass", "subhalo_mass")]
 GRID_FIELDS.append(results("fields", "hydro", "stellar_mass.zarr"))
+if SYNTHETIC:  # the mini-universe's noise-free mean M* (the ideal painter; the lead's MSE floor)
+    GRID_FIELDS.append(results("fields", "hydro", "stellar_mass_ideal.zarr"))
 GRID_FIELDS += [results("fields", r["name"], f"{q}.zarr") for r in config["extra_runs"]
                 for q in ("dm_mass", "subhalo_mass")]
 FINAL_TARGETS.extend(GRID_FIELDS)

@@ -1,24 +1,30 @@
 # The hod stage (see docs/pipeline.md and docs/painting.md): the paper's HOD
-# benchmark, fitted on the hydro run's halos and sampled onto the gravity-only run's
-# subhalos, deposited on the test cube's grid like the truth.
+# benchmark, fitted on the training pair (hydro halos, their satellite corrections
+# against the gravity-only run, the abundance-matching relation) and drawn
+# hod.realisations times onto a gravity-only run's subhalos: the training run over
+# the test cube (universe "test"), or a held-out universe's run whole
+# (evaluation.universes). Each realisation is deposited like that universe's truth.
+# Its input functions are in rules/common.smk.
 
 HOD = config["hod"]
 
 
 rule hod:
     input:
-        dark=manifest("dark"),
-        hydro=manifest("hydro"),
-        truth=results("fields", "hydro", "stellar_mass.zarr"),
-        cubes=results("split", "cubes.json"),
+        unpack(hod_inputs),
     output:
-        field=directory(results("hod", "stellar_mass.zarr")),
-        catalogue=results("hod", "catalogue.hdf5"),
-        bins=results("hod", "bins.json"),
+        fields=[directory(path) for path in hod_fields("{universe}")],
+        catalogue=results("hod", "{universe}", "catalogue.hdf5"),
+        bins=results("hod", "{universe}", "bins.json"),
+    wildcard_constraints:
+        universe="|".join(["test", *EVAL_UNIVERSES]),
     params:
         dark_base=sim_base("dark"),
         hydro_base=sim_base("hydro"),
         snapshot=SNAPSHOT,
+        target_base=lambda w: sim_base("dark") if w.universe == "test" else universe_base(w.universe, "dark"),
+        target_snapshot=lambda w: SNAPSHOT if w.universe == "test" else universe_snapshot(w.universe),
+        source=lambda w: "dark" if w.universe == "test" else universe_run(w.universe, "dark"),
         n_bins=HOD["n_bins"],
         mass_min=HOD["mass_min"],
         mass_max=HOD["mass_max"],
@@ -26,9 +32,9 @@ rule hod:
         match_masses=HOD["match_halo_masses"],
         seed=HOD["seed"] if HOD["seed"] is not None else config["seed"],
     log:
-        logs("hod"),
+        logs("hod", "{universe}"),
     benchmark:
-        results("benchmarks", "hod", "hod.tsv")
+        results("benchmarks", "hod", "{universe}.tsv")
     threads: 1
     conda:
         "../envs/sim.yaml"
@@ -39,4 +45,4 @@ rule hod:
         "../scripts/hod.py"
 
 
-FINAL_TARGETS.extend([rules.hod.output.field, rules.hod.output.catalogue, rules.hod.output.bins])
+FINAL_TARGETS.extend([*hod_fields("test"), results("hod", "test", "catalogue.hdf5"), results("hod", "test", "bins.json")])

@@ -1,13 +1,13 @@
-# The stats stage (see docs/pipeline.md): P(k), B(k1, k2, theta), the voxel
-# stellar-mass PDF, r(k) and T(k) of the test cube, for the hydro truth and
-# every model, with Pylians' Pk_library: {results}/stats/{model}.npz.
+# The stats stage (see docs/pipeline.md, docs/evaluation.md): P(k), B(k1, k2, theta),
+# the voxel stellar-mass PDF, r(k) and T(k) of the hydro truth and of every model,
+# with Pylians' Pk_library: {results}/stats/{universe}/{model}.npz. Universe "test"
+# is the training universe's test cube; a held-out universe is measured over its
+# whole box. The HOD's file stacks its realisations (dm2gal.stats.stack_realisations).
+# Its input functions (stats_inputs, stats_models, stats_files) are in rules/common.smk.
 
-STATS_FIELDS = {
-    "dm2gal": results("paint", "test", "stellar_mass.zarr"),
-    "dm2gal_oracle": results("paint", "test_oracle", "stellar_mass.zarr"),
-    "hod": results("hod", "stellar_mass.zarr"),
-}
-"""The test-cube stellar-mass field of each model (the truth is cut from the hydro field)."""
+STATS_FIELDS = {model: model_fields("test", model) for model in ("dm2gal", "dm2gal_oracle")}
+STATS_FIELDS["hod"] = hod_fields("test")[0]
+"""The test-cube fields Figure 1 shows (the HOD's first realisation)."""
 
 STATS_CFG = {key: value for key, value in config["stats"].items() if key != "threads"}
 """What the numbers depend on (so that changing the thread count reruns nothing)."""
@@ -15,13 +15,12 @@ STATS_CFG = {key: value for key, value in config["stats"].items() if key != "thr
 
 rule stats:
     input:
-        unpack(stats_field),
-        hydro=results("fields", "hydro", "stellar_mass.zarr"),
-        cubes=results("split", "cubes.json"),
+        unpack(stats_inputs),
     output:
-        results("stats", "{model}.npz"),
+        results("stats", "{universe}", "{model}.npz"),
     wildcard_constraints:
-        model="truth|dm2gal|dm2gal_oracle|hod",
+        universe="|".join(["test", *EVAL_UNIVERSES]),
+        model="truth|dm2gal|dm2gal_oracle|hod|ideal",
     params:
         cfg=STATS_CFG,
     threads: config["stats"]["threads"]
@@ -29,10 +28,13 @@ rule stats:
         mem_mb=stats_mem_mb,
         runtime=60,
     log:
-        logs("stats", "{model}"),
+        logs("stats", "{universe}_{model}"),
     benchmark:
-        results("benchmarks", "stats", "{model}.tsv")
+        results("benchmarks", "stats", "{universe}_{model}.tsv")
     conda:
         "../envs/stats.yaml"
     script:
         "../scripts/stats.py"
+
+
+FINAL_TARGETS.extend(path for files in stats_files().values() for path in files.values())

@@ -14,7 +14,11 @@ B [(Mpc/h)^6], theta [rad].
 - `bispectrum`: B(k1, k2, theta) and Q, with the Gaussian error
   sqrt(V P1 P2 P3 / N_triangles).
 - `pdf_counts`: number of voxels per log10(M*) bin (not normalised, as in the paper).
-- `summarise`: all of the above for one model, as the arrays of `{results}/stats/{model}.npz`.
+- `summarise`: all of the above for one model, as the arrays of
+  `{results}/stats/{universe}/{model}.npz` (universe "test": the training universe's test
+  cube; a held-out universe: its whole box).
+- `stack_realisations`: the summaries of an ensemble (the HOD's draws) in one dict, every
+  per-field array with a leading axis of length N.
 """
 
 from __future__ import annotations
@@ -165,6 +169,43 @@ def summarise(field: np.ndarray, box_size: float, cfg: dict, truth: np.ndarray |
     return out
 
 
+SHARED_KEYS = ("k", "nmodes", "theta", "triangles", "k3", "pdf_edges", "box_size", "n_grid", "mas")
+"""`summarise` entries fixed by the cube and the config, the same for every realisation."""
+
+
+def stack_realisations(summaries: list[dict]) -> dict:
+    """One dict from the `summarise` outputs of N realisations of a model on the same cube.
+
+    Every per-field entry (pk, pk_err, B, Q, B_err, pdf_counts, n_empty, total_mass, r,
+    transfer, ...) gets a leading axis of length N; `SHARED_KEYS` stay as they are (and
+    must agree); `realisations` = N.
+    """
+    if not summaries:
+        raise ValueError("no realisations to stack")
+    first = summaries[0]
+    if any(set(s) != set(first) for s in summaries):
+        raise ValueError("realisations have different statistics")
+    out = {"realisations": len(summaries)}
+    for key, value in first.items():
+        if key in SHARED_KEYS:
+            if not all(np.array_equal(np.asarray(s[key]), np.asarray(value)) for s in summaries):
+                raise ValueError(f"realisations differ in {key!r}, which depends on the cube only")
+            out[key] = value
+        else:
+            out[key] = np.stack([np.asarray(s[key]) for s in summaries])
+    return out
+
+
+def split_realisations(stats: dict) -> list[dict]:
+    """The inverse of `stack_realisations`: one `summarise` dict per realisation (a file
+    without realisations is a list of itself)."""
+    if "realisations" not in stats:
+        return [stats]
+    n = int(stats["realisations"])
+    return [{key: (value if key in SHARED_KEYS else value[i]) for key, value in stats.items() if key != "realisations"}
+            for i in range(n)]
+
+
 def save_stats(path: str | os.PathLike, stats: dict) -> None:
     """Write a `summarise` dict to an .npz, atomically."""
     from .atomic import atomic_path
@@ -175,21 +216,23 @@ def save_stats(path: str | os.PathLike, stats: dict) -> None:
 
 
 def load_stats(path: str | os.PathLike) -> dict:
-    """Read a `{model}.npz` back: arrays, with 0-d entries as Python scalars."""
+    """Read a `{model}.npz` back: arrays, with 0-d entries as Python scalars (an ensemble's
+    file comes back as `stack_realisations` wrote it, with `realisations` = N)."""
     with np.load(path) as z:
         return {key: (z[key].item() if z[key].ndim == 0 else z[key]) for key in z.files}
 
 
-def read_truth(hydro_field: str | os.PathLike, cubes_json: str | os.PathLike) -> tuple[np.ndarray, dict]:
-    """The true stellar mass of the test cube, cut periodically from the whole-box hydro field:
-    (array (size,)*3 [Msun/h], attrs with box_size = cube side [Mpc/h], n_grid, origin, parent_n_grid)."""
+def read_truth(hydro_field: str | os.PathLike, cubes_json: str | os.PathLike | None) -> tuple[np.ndarray, dict]:
+    """The true stellar mass of the region, cut periodically from the whole-box hydro field:
+    the test cube of `cubes_json`, or the whole box when it is None. Returns (array (size,)*3
+    [Msun/h], attrs with box_size = region side [Mpc/h], n_grid, origin, parent_n_grid)."""
     from .fields import open_field, read_periodic
     from .split import read_cube
 
-    start, size = read_cube(cubes_json, "test")
     arr = open_field(hydro_field)
     attrs = dict(arr.attrs)
     parent = int(attrs["n_grid"])
+    start, size = read_cube(cubes_json, "test") if cubes_json is not None else ((0, 0, 0), parent)
     cube = read_periodic(arr, start, (size,) * 3)
     attrs.update(box_size=float(attrs["box_size"]) * size / parent, n_grid=size, origin=list(start),
                  parent_n_grid=parent)
@@ -197,9 +240,15 @@ def read_truth(hydro_field: str | os.PathLike, cubes_json: str | os.PathLike) ->
 
 
 def read_model_cube(path: str | os.PathLike, start: list[int], size: int) -> tuple[np.ndarray, dict]:
-    """A painted or HOD test-cube field, checked to cover exactly the test cube (origin, size)."""
-    from .fields import read_field
+    """A model's field over the region (first voxel `start`, side `size`): a painted or HOD cube
+    field, checked to cover exactly that region (origin, size), or a whole-box grid field (no
+    origin, e.g. the ideal painter's), cut from it."""
+    from .fields import open_field, read_field, read_periodic
 
+    arr = open_field(path)
+    attrs = dict(arr.attrs)
+    if "origin" not in attrs:
+        return read_periodic(arr, start, (size,) * 3), attrs
     data, attrs = read_field(path)
     if int(attrs["n_grid"]) != size or [int(o) for o in attrs["origin"]] != list(start):
         raise ValueError(f"{path} covers origin {attrs.get('origin')} size {attrs['n_grid']}, "
@@ -208,13 +257,18 @@ def read_model_cube(path: str | os.PathLike, start: list[int], size: int) -> tup
 
 
 def model_statistics(model: str, hydro_field, cubes_json, cfg: dict, field=None, threads: int = 1) -> dict:
-    """`summarise` for one model of the test cube: the truth cut from the whole-box hydro field,
-    or the model's cube field at `field` (checked against the test cube) with r(k), T(k)
-    against that truth."""
+    """`summarise` for one model over the region: the test cube of `cubes_json`, or the whole box
+    of `hydro_field` (a held-out universe) when it is None. The truth is cut from the whole-box
+    hydro field; a model's `field` (see `read_model_cube`) gets r(k), T(k) against it; a list of
+    fields (an ensemble's realisations, even of one) is summarised one by one and stacked."""
     truth, attrs = read_truth(hydro_field, cubes_json)
-    log.info("test cube: %d^3 voxels, %.3f Mpc/h, origin %s", attrs["n_grid"], attrs["box_size"],
-             attrs["origin"])
+    log.info("region: %d^3 voxels, %.3f Mpc/h, origin %s", attrs["n_grid"], attrs["box_size"], attrs["origin"])
     if model == "truth":
         return summarise(truth, attrs["box_size"], cfg, threads=threads)
-    data, _ = read_model_cube(field, attrs["origin"], attrs["n_grid"])
-    return summarise(data, attrs["box_size"], cfg, truth=truth, threads=threads)
+
+    def one(path):
+        data, _ = read_model_cube(path, attrs["origin"], attrs["n_grid"])
+        return summarise(data, attrs["box_size"], cfg, truth=truth, threads=threads)
+    if isinstance(field, (list, tuple)):
+        return stack_realisations([one(f) for f in field])
+    return one(field)

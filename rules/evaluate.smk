@@ -1,0 +1,54 @@
+# Held-out universes (evaluation.universes; docs/evaluation.md): paired runs that
+# training never sees, each painted whole from its gravity-only run by the selected
+# model (honest occupancy, the threshold calibrated on the training universe) and by
+# the training HOD (rules/hod.smk), and measured over the whole box against its hydro
+# twin (rules/stats.smk). For the synthetic source each universe is a mini-universe
+# generated here like the training one with its own seed_offset, under
+# {data_dir}/universes/{name}/{dark,hydro}, then verified by the checkpoint
+# `acquired`; archive universes are read where the entry says. Their runs are gridded
+# by the grid rules as universes/{name}/{dark,hydro}.
+
+if SYNTHETIC:
+
+    use rule synthesize as synthesize_universe with:
+        output:
+            dark=directory(sim_base(universe_run("{universe}", "dark"))),
+            hydro=directory(sim_base(universe_run("{universe}", "hydro"))),
+        wildcard_constraints:
+            universe="|".join(EVAL_UNIVERSES),
+        params:
+            synthetic=lambda w: synthetic_params(config["acquire"]["synthetic"], UNIVERSES[w.universe]["seed_offset"]),
+        log:
+            logs("synthesize_universe", "{universe}"),
+        benchmark:
+            results("benchmarks", "synthesize_universe", "{universe}.tsv")
+
+
+use rule paint as paint_universe with:
+    input:
+        dm_mass=universe_field("{universe}", "dark", "dm_mass"),
+        subhalo_mass=universe_field("{universe}", "dark", "subhalo_mass"),
+        model=results("select", "best.ckpt"),
+        reference_dm=results("fields", "dark", "dm_mass.zarr"),
+        occupancy=results("paint", "test", "occupancy.json"),
+    output:
+        field=directory(painted_field("{universe}")),
+        catalogue=results("paint", "universes", "{universe}", "catalogue.hdf5"),
+    wildcard_constraints:
+        universe="|".join(EVAL_UNIVERSES),
+    params:
+        base=lambda w: universe_base(w.universe, "dark"),
+        snapshot=lambda w: universe_snapshot(w.universe),
+        source=lambda w: universe_run(w.universe, "dark"),
+        whole_box=True,
+    log:
+        logs("paint_universe", "{universe}"),
+    benchmark:
+        results("benchmarks", "paint_universe", "{universe}.tsv")
+
+
+FINAL_TARGETS.extend(universe_field(u, sim, q) for u in EVAL_UNIVERSES
+                     for sim, q in [("dark", "dm_mass"), ("dark", "subhalo_mass"), ("hydro", "stellar_mass"),
+                                    *([("hydro", "stellar_mass_ideal")] if SYNTHETIC else [])])
+FINAL_TARGETS.extend(path for u in EVAL_UNIVERSES
+                     for path in (painted_field(u), *hod_fields(u), results("hod", u, "bins.json")))
