@@ -248,6 +248,7 @@ def test_stats_figures_and_metrics_rules_and_report(tmp_path, repo):
     then `snakemake --report`. The Snakefile sits in a view of the repository (links to
     rules/, scripts/, workflow/, src/) so that no upstream rule can run."""
     import os
+    import shutil
     import subprocess
     import sys
 
@@ -263,9 +264,15 @@ def test_stats_figures_and_metrics_rules_and_report(tmp_path, repo):
         + "".join(f'include: "rules/{name}.smk"\n' for name in ("common", "stats", "figures"))
         + "rule all:\n    input: FINAL_TARGETS\n")
     run = tmp_path / "run"
-    write_synthetic_run(run / "results")
-    (run / "config.yaml").write_text((repo / "config.yaml").read_text())
+    paths = write_synthetic_run(run / "results")
     cfg = yaml.safe_load((repo / "config.yaml").read_text())
+    # the test cube only (no held-out universe), two HOD realisations, the ideal painter's field
+    cfg["evaluation"] = {"universes": []}
+    cfg["hod"]["realisations"] = 2
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for i in range(2):
+        shutil.copytree(paths["hod"], run / f"results/hod/test/realisation_{i}.zarr")
+    shutil.copytree(paths["hydro"], run / "results/fields/hydro/stellar_mass_ideal.zarr")
     env = dict(os.environ, PYTHONPATH=str(repo / "src"))
     smk = [os.path.join(os.path.dirname(sys.executable), "snakemake"), "--snakefile", str(view / "Snakefile"),
            "--cores", "2"]
@@ -277,6 +284,6 @@ def test_stats_figures_and_metrics_rules_and_report(tmp_path, repo):
     for stem in ("figure1", "pk", "bk", "pdf", "r"):
         assert (run / f"results/figures/{stem}.png").stat().st_size > 0
         assert (run / f"results/figures/{stem}.pdf").stat().st_size > 0
-    models = ["dm2gal", "hod", "truth"] + (["dm2gal_oracle"] if cfg["paint"].get("oracle") else [])
-    assert sorted(p.name for p in (run / "results/stats").iterdir()) == sorted(f"{m}.npz" for m in models)
+    models = ["dm2gal", "hod", "ideal", "truth"] + (["dm2gal_oracle"] if cfg["paint"].get("oracle") else [])
+    assert sorted(p.name for p in (run / "results/stats/test").iterdir()) == sorted(f"{m}.npz" for m in models)
     assert (run / "results/report.html").stat().st_size > 0

@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -36,7 +37,10 @@ def test_lint(tmp_path: Path):
 def test_dry_run_default_config(tmp_path: Path):
     """`snakemake -n all` on the embedded default: the DAG builds up to the acquire checkpoint."""
     jobs = dry_run_jobs(prepare_workdir(tmp_path, REPO / "config.yaml"), "all")
-    assert jobs.get("acquired") == 2, jobs  # dark and hydro, then the rest after the checkpoint
+    n_held_out = len(yaml.safe_load((REPO / "config.yaml").read_text())["evaluation"]["universes"])
+    assert n_held_out >= 2 and jobs.get("synthesize_universe") == n_held_out, jobs
+    # dark and hydro of each universe, then the rest after the checkpoint
+    assert jobs.get("acquired") == 2 * (1 + n_held_out), jobs
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +69,10 @@ def test_end_to_end(tiny_run: Path):
     assert (res / "select" / "best.ckpt").is_file() and (res / "select" / "summary.tsv").is_file()
     for f in ("stellar_mass.zarr", "catalogue.hdf5", "occupancy.json"):
         assert (res / "paint" / "test" / f).exists()
-    for f in ("stellar_mass.zarr", "catalogue.hdf5", "bins.json"):
-        assert (res / "hod" / f).exists()
+    for f in ("realisation_0.zarr", "catalogue.hdf5", "bins.json"):
+        assert (res / "hod" / "test" / f).exists()
     for model in ("truth", "dm2gal", "hod"):
-        assert (res / "stats" / f"{model}.npz").is_file()
+        assert (res / "stats" / "test" / f"{model}.npz").is_file()
     figures = sorted(p.name for p in (res / "figures").iterdir())
     assert "figure1.png" in figures and "figure1.pdf" in figures, figures
     assert all((res / "figures" / f).stat().st_size > 1000 for f in figures)
@@ -107,7 +111,7 @@ def _jobs_after(tiny_run: Path, tmp_path: Path, section: str, key: str, value) -
 def test_rerun_after_grid_change(tiny_run: Path, tmp_path: Path):
     """grid.n_grid changes every field: everything after acquisition reruns, acquisition does not."""
     every = set(dry_run_jobs(tiny_run, "--forceall", "all")) - {"all"}
-    acquire = rules_defined_in(*ACQUIRE_RULE_FILES)
+    acquire = rules_defined_in(*ACQUIRE_RULE_FILES) | {"synthesize_universe"}  # rules/evaluate.smk
     n_grid = yaml.safe_load((tiny_run / "config.yaml").read_text())["grid"]["n_grid"]
     rerun = _rerun_after(tiny_run, tmp_path, "grid", "n_grid", n_grid * 2)
     print(f"\ngrid.n_grid {n_grid} -> {2 * n_grid}: reruns {sorted(rerun)}; keeps {sorted(every - rerun)}")
@@ -152,7 +156,62 @@ def test_new_sweep_point_trains_only_itself(tiny_run: Path, tmp_path: Path):
     rates = cfg["train"]["learning_rate"]
     jobs = _jobs_after(tiny_run, tmp_path, "train", "learning_rate", [*rates, 0.01])
     print(f"\ntrain.learning_rate {rates} -> {[*rates, 0.01]}: jobs {jobs}")
-    expected = {"train": 1, "select": 1, "paint": 1, "stats": 1, "figures": 1, "metrics": 1, "all": 1}
+    n_held_out = len(cfg["evaluation"]["universes"])  # each painted whole, its dm2gal statistics
+    expected = {"train": 1, "select": 1, "paint": 1, "paint_universe": n_held_out, "stats": 1 + n_held_out,
+                "figures": 1, "metrics": 1, "all": 1}
     if cfg["paint"]["oracle"]:  # the oracle painting and its statistics use the selected model too
-        expected |= {"paint_oracle": 1, "stats": 2}
+        expected |= {"paint_oracle": 1, "stats": 2 + n_held_out}
     assert jobs == expected
+
+
+@pytest.mark.slow
+def test_held_out_universes(tiny_run: Path):
+    """Each held-out universe is generated apart from the training pair, gridded at the training
+    voxel size, painted whole by dm2gal and by hod.realisations HOD draws, and measured over its
+    whole box; the test cube gets the ideal painter and the HOD ensemble too."""
+    from dm2gal.fields import open_field
+    from dm2gal.stats import load_stats
+
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    res = tiny_run / cfg.get("results_dir", "results")
+    data = tiny_run / cfg.get("data_dir", "data/mini")
+    n_real, n_grid, box = cfg["hod"]["realisations"], cfg["grid"]["n_grid"], cfg["acquire"]["synthetic"]["box_size"]
+    (name,) = [u["name"] for u in cfg["evaluation"]["universes"]]
+    for sim in ("dark", "hydro"):
+        assert (data / "universes" / name / sim / "manifest.json").is_file()
+    fields = res / "fields" / "universes" / name
+    truth_attrs = dict(open_field(fields / "hydro" / "stellar_mass.zarr").attrs)
+    assert truth_attrs["n_grid"] == n_grid and truth_attrs["box_size"] == box  # the training voxel size
+    assert dict(open_field(fields / "hydro" / "stellar_mass_ideal.zarr").attrs)["quantity"] == "stellar_mass_ideal"
+    painted = dict(open_field(res / "paint" / "universes" / name / "stellar_mass.zarr").attrs)
+    assert painted["origin"] == [0, 0, 0] and painted["n_grid"] == n_grid and painted["mode"] == "honest"
+    assert "occupancy_threshold" in painted
+    for universe in ("test", name):
+        realisations = [open_field(res / "hod" / universe / f"realisation_{i}.zarr") for i in range(n_real)]
+        assert len({float(r[...].sum()) for r in realisations}) == n_real  # independent draws
+        truth = load_stats(res / "stats" / universe / "truth.npz")
+        assert truth["n_grid"] == (n_grid if universe == name else realisations[0].shape[0])
+        hod = load_stats(res / "stats" / universe / "hod.npz")
+        assert hod["realisations"] == n_real and hod["pk"].shape == (n_real, len(truth["k"]))
+        ideal = load_stats(res / "stats" / universe / "ideal.npz")
+        # the noise-free mean at the true positions: the same mass, tightly correlated on large scales
+        assert abs(ideal["total_mass"] / truth["total_mass"] - 1) < 0.15
+        assert ideal["r"][0] > 0.9
+        dm2gal = load_stats(res / "stats" / universe / "dm2gal.npz")
+        assert np.all(np.isfinite(dm2gal["pk"])) and dm2gal["total_mass"] > 0
+    train_truth = load_stats(res / "stats" / "test" / "truth.npz")
+    whole = open_field(res / "fields" / "hydro" / "stellar_mass.zarr")[...]
+    assert float(open_field(fields / "hydro" / "stellar_mass.zarr")[...].sum()) != float(whole.sum())
+    assert train_truth["box_size"] < box  # the test cube, not the box
+
+
+def test_bad_universe_entry_is_refused_naming_the_key(tmp_path: Path):
+    """A held-out universe that is the training one, or a malformed entry, stops the workflow at
+    load time with the key named."""
+    cases = [([{"name": "again", "seed_offset": 0}], "evaluation.universes[0].seed_offset"),
+             ([{"name": "x", "seed_offset": 1, "dark_base": "/d"}], "['evaluation']['universes'][0]"),
+             ([{"name": "test", "seed_offset": 3}], "['evaluation']['universes'][0]['name']")]
+    for entries, key in cases:
+        work = prepare_workdir(tmp_path / str(len(list(tmp_path.iterdir()))), evaluation={"universes": entries})
+        proc = snakemake(work, "--dry-run", "all", check=False)
+        assert proc.returncode != 0 and key in proc.stdout + proc.stderr, (entries, (proc.stdout + proc.stderr)[-3000:])
