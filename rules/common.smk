@@ -70,9 +70,8 @@ ACQUIRED_RUNS = list(tng.SIMS) + ([universe_run(u, sim) for u in EVAL_UNIVERSES 
 
 
 def acquired_input(universe, sim):
-    """What a job reading one run's files depends on: its manifest, or (an archive universe) its files."""
-    if universe == "test":
-        return manifest(sim)
+    """What a job reading a held-out run's catalogue depends on: its manifest, or (an archive
+    universe) its group-catalogue files."""
     if universe_run(universe, sim) in ACQUIRED_RUNS:
         return manifest(universe_run(universe, sim))
     base = universe_base(universe, sim)
