@@ -205,7 +205,7 @@ def test_metrics_on_synthetic_models(tmp_path):
                  for m in ("truth", "dm2gal", "hod")}
     all_stats["dm2gal_oracle"] = all_stats["truth"] | {"r": np.ones_like(all_stats["truth"]["k"]),
                                                        "transfer": np.ones_like(all_stats["truth"]["k"])}
-    m = compute_metrics(all_stats, CFG, OCCUPANCY)
+    m = compute_metrics({"test": all_stats}, CFG, OCCUPANCY)
     for key in ("pk.dm2gal.mean_abs_rel_err", "pk.hod.mean_abs_rel_err", "bk.dm2gal.mean_abs_rel_err",
                 "bk.hod.mean_abs_rel_err", "pdf.dm2gal.mean_abs_rel_err", "pdf.hod.mean_abs_rel_err",
                 "r.dm2gal.at_k", "r.hod.at_k", "occupancy.precision", "occupancy.recall"):
