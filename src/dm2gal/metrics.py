@@ -349,6 +349,51 @@ def _test_flat_keys(group: dict, draws: dict, scores: dict, masks: dict, k_range
     return out
 
 
+def _cell(entry: dict, key: str) -> str:
+    """'mean +- std' of a score entry on the verdict's basis (held-out or test)."""
+    if key == "held_out":
+        return f"{entry['universes_mean']:.3g} &plusmn; {entry['universes_std']:.2g}"
+    spread = entry.get("test_draw_std")
+    return f"{entry['test']:.3g}" + (f" &plusmn; {spread:.2g}" if spread is not None else "")
+
+
+def verdict_table(metrics: dict) -> str:
+    """The verdicts as an HTML table: statistic, score, basis, dm2gal, HOD, ideal (mean +- std
+    over held-out universes, or the test-cube value +- the HOD draw scatter), who wins, and
+    the significance (difference / sigma, and its Gaussian equivalent)."""
+    import html
+
+    head = ("statistic", "score", "basis", "dm2gal", "HOD", "ideal", "closer to the truth",
+            "difference / sigma (dof)", "significance [Gaussian sigma]")
+    rows = []
+    for stat, v in metrics["verdicts"].items():
+        key = "held_out" if "held_out" in v else "test"
+        cells = [stat, v["score"], v["basis"]]
+        for model in ("dm2gal", "hod", "ideal"):
+            entry = metrics["scores"][stat].get(model, {}).get(v["score"], {})
+            ok = "universes_mean" in entry if key == "held_out" else "test" in entry
+            cells.append(_cell(entry, key) if ok else "&ndash;")
+        n_sigma = "&ndash;" if v["n_sigma"] is None else f"{v['n_sigma']:+.2f} ({v['dof']})"
+        sig = "&ndash;" if v["significance"] is None else f"{abs(v['significance']):.1f}"
+        cells += [v["winner"], n_sigma, sig]
+        rows.append("<tr>" + "".join(f"<td>{c if '&' in str(c) else html.escape(str(c))}</td>"
+                                     for c in cells) + "</tr>")
+    return ("<table>\n<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            + "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>\n"
+            + f"<p>Lower scores are closer to the truth. sigma: {html.escape(VERDICT_SIGMA)}.</p>\n")
+
+
+def write_verdict_table(path: str | os.PathLike, metrics: dict) -> None:
+    """Write `verdict_table` as a standalone HTML page, atomically (for the Snakemake report)."""
+    from .atomic import atomic_path
+
+    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>dm2gal verdicts</title>"
+            "<style>table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}</style>"
+            "</head><body>\n" + verdict_table(metrics) + "</body></html>\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(page)
+
+
 def write_metrics(path: str | os.PathLike, metrics: dict) -> None:
     """Write metrics.json atomically (strict JSON: a NaN or infinity is an error)."""
     from .atomic import atomic_path
