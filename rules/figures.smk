@@ -14,11 +14,9 @@ FIGURES = {
 
 # --- STAND-IN, drop at merge: helper "universes" defines stats_files() in rules/common.smk
 # (eval contract). This local version returns today's layout, the "test" universe only.
+# {universe: {'truth' | model: stats .npz}}: today's test-cube files only.
 if "stats_files" not in globals():
-
-    def stats_files():
-        """{universe: {'truth' | model: stats .npz}}: today's test-cube files only."""
-        return {"test": {m: results("stats", f"{m}.npz") for m in stats_models()}}
+    stats_files = lambda: {"test": {m: results("stats", f"{m}.npz") for m in stats_models()}}
 # --- end of stand-in
 
 STATS_LAYOUT = [[u, m] for u, files in stats_files().items() for m in files]

@@ -75,7 +75,8 @@ ERROR_MODEL = {
     "chi2_dof": "Gaussian variance of the difference model - truth on the same density field: "
                 "s_X^2 + s_T^2 - 2 rho s_X s_T; s = pk_err = P/sqrt(N_modes) and B_err = "
                 "sqrt(V P1 P2 P3 / N_tri) of model and truth; rho = r(k)^2 (P), r(k1) r(k2) r(k3) (B); "
-                "PDF: Poisson N_X + N_T",
+                "PDF: Poisson N_X + N_T. Too small for stellar-mass fields beyond k ~ 0.5 h/Mpc and "
+                "for B (non-Gaussian covariance of a few massive haloes): docs/scores.md",
     "chi2_truth_dof": "the truth's sampling error alone: pk_err, B_err of the truth; PDF: Poisson N_T",
     "chi2_univ_dof": "bin-by-bin variance of model - truth over the held-out universes (and HOD draws)",
 }
