@@ -353,7 +353,8 @@ def _test_flat_keys(group: dict, draws: dict, scores: dict, masks: dict, k_range
 def _cell(entry: dict, key: str) -> str:
     """'mean +- std' of a score entry on the verdict's basis (held-out or test)."""
     if key == "held_out":
-        return f"{entry['universes_mean']:.3g} &plusmn; {entry['universes_std']:.2g}"
+        spread = f" &plusmn; {entry['universes_std']:.2g}" if len(entry["universes"]) > 1 else ""
+        return f"{entry['universes_mean']:.3g}{spread}"
     spread = entry.get("test_draw_std")
     return f"{entry['test']:.3g}" + (f" &plusmn; {spread:.2g}" if spread is not None else "")
 
