@@ -1,6 +1,7 @@
-# The figures stage (see docs/pipeline.md): the paper's Figure 1, one figure per
-# statistic with a ratio-to-truth panel ({results}/figures/*.png|pdf, in the
-# Snakemake report), and {results}/metrics.json.
+# The figures stage (see docs/pipeline.md, docs/scores.md): the paper's Figure 1, one
+# figure per statistic with ratio-to-truth panels and bands over HOD draws and held-out
+# universes ({results}/figures/*.png|pdf, in the Snakemake report), {results}/metrics.json
+# and the verdict table {results}/verdicts.html (in the report).
 
 FIGURES = {
     "figure1": "Figure 1",
@@ -12,9 +13,18 @@ FIGURES = {
 """Figure file stem -> report category."""
 
 
+STATS_LAYOUT = [[u, m] for u, files in stats_files().items() for m in files]
+"""[universe, model] of every stats file, in the order of STATS_INPUTS (the scripts rebuild
+the {universe: {model: path}} structure of stats_files() from the two)."""
+STATS_INPUTS = [p for files in stats_files().values() for p in files.values()]
+METRICS_CFG = {"k_range": config["stats"]["k_range"], "r_at_k": config["stats"]["r_at_k"],
+               "pdf": {"metric_log10_mass_min": config["stats"]["pdf"]["metric_log10_mass_min"]}}
+"""The stats keys that change metrics.json (the bins scored)."""
+
+
 rule figures:
     input:
-        stats=list(stats_files()["test"].values()),
+        stats=STATS_INPUTS,
         cubes=results("split", "cubes.json"),
         hydro=results("fields", "hydro", "stellar_mass.zarr"),
         dm2gal=STATS_FIELDS["dm2gal"],
@@ -25,14 +35,16 @@ rule figures:
         **{f"{name}_png": figure_png(name) for name in FIGURES},
         **{f"{name}_pdf": results("figures", f"{name}.pdf") for name in FIGURES},
     params:
-        models=list(stats_files()["test"]),
-        stats_cfg=STATS_CFG,
+        layout=STATS_LAYOUT,
+        stats_cfg=METRICS_CFG,
         fig_cfg=config["figures"],
     resources:
         mem_mb=4000,
         runtime=30,
     log:
         logs("figures"),
+    benchmark:
+        results("benchmarks", "figures.tsv")
     conda:
         "../envs/stats.yaml"
     script:
@@ -41,23 +53,31 @@ rule figures:
 
 rule metrics:
     input:
-        stats=list(stats_files()["test"].values()),
+        stats=STATS_INPUTS,
         occupancy=results("paint", "test", "occupancy.json"),
     output:
-        report(
+        metrics=report(
             results("metrics.json"),
             caption="../workflow/report/metrics.rst",
             category="Metrics",
             labels={"figure": "metrics.json", "format": "JSON"},
         ),
+        verdicts=report(
+            results("verdicts.html"),
+            caption="../workflow/report/verdicts.rst",
+            category="Metrics",
+            labels={"figure": "verdicts", "format": "HTML"},
+        ),
     params:
-        models=list(stats_files()["test"]),
-        stats_cfg=STATS_CFG,
+        layout=STATS_LAYOUT,
+        cfg=METRICS_CFG,
     resources:
         mem_mb=1000,
         runtime=10,
     log:
         logs("metrics"),
+    benchmark:
+        results("benchmarks", "metrics.tsv")
     conda:
         "../envs/stats.yaml"
     script:
@@ -65,4 +85,4 @@ rule metrics:
 
 
 FINAL_TARGETS.extend(results("figures", f"{name}.{ext}") for name in FIGURES for ext in ("png", "pdf"))
-FINAL_TARGETS.append(results("metrics.json"))
+FINAL_TARGETS.extend([results("metrics.json"), results("verdicts.html")])

@@ -205,7 +205,7 @@ def test_metrics_on_synthetic_models(tmp_path):
                  for m in ("truth", "dm2gal", "hod")}
     all_stats["dm2gal_oracle"] = all_stats["truth"] | {"r": np.ones_like(all_stats["truth"]["k"]),
                                                        "transfer": np.ones_like(all_stats["truth"]["k"])}
-    m = compute_metrics(all_stats, CFG, OCCUPANCY)
+    m = compute_metrics({"test": all_stats}, CFG, OCCUPANCY)
     for key in ("pk.dm2gal.mean_abs_rel_err", "pk.hod.mean_abs_rel_err", "bk.dm2gal.mean_abs_rel_err",
                 "bk.hod.mean_abs_rel_err", "pdf.dm2gal.mean_abs_rel_err", "pdf.hod.mean_abs_rel_err",
                 "r.dm2gal.at_k", "r.hod.at_k", "occupancy.precision", "occupancy.recall"):
@@ -233,7 +233,7 @@ def test_figures_are_written(tmp_path):
         stats.save_stats(stats_paths[m], stats.model_statistics(m, paths["hydro"], cubes, CFG,
                                                                 field=paths.get(m)))
     fig_cfg = dict(dpi=60, figure1=dict(region_voxels=16, centre="most_massive"))
-    written = make_figures(stats_paths, {k: str(v) for k, v in paths.items()}, cubes,
+    written = make_figures({"test": stats_paths}, {k: str(v) for k, v in paths.items()}, cubes,
                            tmp_path / "figures", CFG, fig_cfg)
     names = {f"{stem}.{ext}" for stem in ("figure1", "pk", "bk", "pdf", "r") for ext in ("png", "pdf")}
     assert {p.rsplit("/", 1)[1] for p in map(str, written)} == names
@@ -287,3 +287,5 @@ def test_stats_figures_and_metrics_rules_and_report(tmp_path, repo):
     models = ["dm2gal", "hod", "ideal", "truth"] + (["dm2gal_oracle"] if cfg["paint"].get("oracle") else [])
     assert sorted(p.name for p in (run / "results/stats/test").iterdir()) == sorted(f"{m}.npz" for m in models)
     assert (run / "results/report.html").stat().st_size > 0
+    assert "<table>" in (run / "results/verdicts.html").read_text()
+    assert set(metrics["verdicts"]) == {"pk", "bk", "pdf", "r", "total_mass"}
