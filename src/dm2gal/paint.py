@@ -13,7 +13,9 @@ Both read inputs from memory when the region and its halo fit in `max_memory_gb`
 else tile by tile from Zarr; the output is written to Zarr tile by tile, so painting
 a whole 2048^3 box never holds it in memory (dense method).
 
-The painted value of a voxel is 10 ** (predicted log10 M*) [Msun/h], 0 elsewhere.
+The painted value of a voxel is the mean stellar mass of the distribution the head
+predicts there [Msun/h] (`dm2gal.inference.Prediction.mean_mass`: 10^(mu + ln10 sigma^2/2)
+for the probabilistic head, 10^mu for the paper's), 0 elsewhere.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fields import create_field, field_attrs, open_field, read_periodic
+from .inference import decode
 from .split import read_cube
 
 log = logging.getLogger("dm2gal.paint")
@@ -167,7 +170,6 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
     inputs = Inputs.open([dm_path, sub_path], start, size + dense.stride - 1, patch, max_memory_gb * 2 ** 30)
     truth = open_field(truth_path) if mode == "oracle" else None
     norm = normaliser(normalisation, device)
-    t_mean, t_std = float(normalisation["target_mean"]), float(normalisation["target_std"])
     out = create_field(out_path, attrs)
     n_painted = 0
     t0 = time.perf_counter()
@@ -184,10 +186,9 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
             if not mask.any():
                 continue  # the store's fill value is 0
             with torch.no_grad():
-                y = dense(norm(raw))
-            y = y[0, 0, :shape[0], :shape[1], :shape[2]].float().cpu().numpy()
+                y = dense(norm(raw))[0, :, :shape[0], :shape[1], :shape[2]]
             block = np.zeros(shape, np.float32)
-            block[mask] = 10.0 ** (y[mask].astype(np.float64) * t_std + t_mean)
+            block[mask] = decode(y[:, torch.from_numpy(mask).to(y.device)], normalisation).mean_mass()
             n_painted += int(mask.sum())
             painted_mass += float(block.sum(dtype=np.float64))
             out[offset[0]:offset[0] + shape[0], offset[1]:offset[1] + shape[1],
@@ -207,9 +208,9 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
         coords = np.argwhere(mask)
         source = PatchSource.from_arrays(list(cache), normalisation["input_mean"],
                                          normalisation["input_std"], device=device)
-        logm = predict(net, source, coords + half, normalisation, batch_size=batch, progress=True)
+        pred = predict(net, source, coords + half, normalisation, batch_size=batch, progress=True)
         block = np.zeros((size,) * 3, np.float32)
-        block[mask] = 10.0 ** logm
+        block[mask] = pred.mean_mass()
         out[...] = block
         n_painted = len(coords)
         painted_mass = float(block.sum(dtype=np.float64))

@@ -128,7 +128,9 @@ class WeightedDraws:
 
     `coords` (N, 3) voxel indices, `targets` (N,) normalised log10 stellar mass,
     `weights` (N,) non-negative. The draws come from a CPU generator seeded by
-    `seed`, so a given seed gives the same batches on any device.
+    `seed`, so a given seed gives the same batches on any device. Each draw carries
+    its importance weight mean(w) / w_i: a loss averaged with it over weighted draws
+    has the expectation of the loss averaged uniformly over the training voxels.
     """
 
     def __init__(self, coords: np.ndarray, targets: np.ndarray, weights: np.ndarray, seed: int,
@@ -142,18 +144,20 @@ class WeightedDraws:
         self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
         cdf = torch.as_tensor(np.cumsum(w))
         self.cdf = cdf / cdf[-1]
+        with np.errstate(divide="ignore"):
+            self.importance = torch.as_tensor(w.mean() / w, dtype=torch.float32)  # inf only where never drawn
         self.rotate = rotate
         self.generator = torch.Generator().manual_seed(int(seed))
 
-    def draw(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(centres (B, 3), rotations (B,), targets (B,)) of `batch` weighted draws."""
+    def draw(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(centres (B, 3), rotations (B,), targets (B,), importance (B,)) of `batch` weighted draws."""
         u = torch.rand(batch, generator=self.generator, dtype=torch.float64)
         i = torch.searchsorted(self.cdf, u, right=True).clamp_(max=len(self.cdf) - 1)
         if self.rotate:
             rot = torch.randint(N_ROTATIONS, (batch,), generator=self.generator)
         else:
             rot = torch.zeros(batch, dtype=torch.int64)
-        return self.coords[i], rot, self.targets[i]
+        return self.coords[i], rot, self.targets[i], self.importance[i]
 
 
 class DrawnBatches(torch.utils.data.IterableDataset):
@@ -167,6 +171,6 @@ class DrawnBatches(torch.utils.data.IterableDataset):
     def __len__(self) -> int:
         return self.steps
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         for _ in range(self.steps):
             yield self.draws.draw(self.batch)
