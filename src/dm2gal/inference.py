@@ -22,9 +22,15 @@ from .model import build_model
 from .sampler import PatchSource
 
 CHECKPOINT_FORMAT = "dm2gal-checkpoint-1"
-NORMALISATION_KEYS = ("input_mean", "input_std", "target_mean", "target_std")
-"""input_* : (2,) mean/std of log10(1 + M [Msun/h]) for [dm_mass, subhalo_mass];
-target_* : mean/std of log10 M* [Msun/h] over the training voxels."""
+NORMALISATION_KEYS = ("input_scale", "input_mean", "input_std", "target_mean", "target_std")
+"""input_scale: (2,) mass unit [Msun/h] of the inputs (the mean matter mass per voxel; 1 in
+older checkpoints); input_mean/std: (2,) mean/std of log10(1 + M / input_scale) for
+[dm_mass, subhalo_mass]; target_*: mean/std of log10 M* [Msun/h] over the training voxels."""
+
+
+def input_scale(normalisation: dict) -> list[float]:
+    """The (2,) input mass unit of a normalisation dict (1, 1 where it predates the key)."""
+    return [float(v) for v in normalisation.get("input_scale", [1.0, 1.0])]
 
 
 LOG_SCATTER_RANGE = (-7.0, 3.0)
@@ -69,7 +75,8 @@ def checkpoint_dict(net: torch.nn.Module, normalisation: dict, hparams: dict, **
     """Everything needed to rebuild and use the model, in plain types (loads with weights_only)."""
     return {"format": CHECKPOINT_FORMAT, "model_config": dict(net.config),
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-            "normalisation": {k: np.asarray(normalisation[k], dtype=float).tolist() for k in NORMALISATION_KEYS},
+            "normalisation": {k: np.asarray(normalisation[k], dtype=float).tolist() for k in NORMALISATION_KEYS
+                              if k in normalisation},
             "hparams": dict(hparams), **extra}
 
 

@@ -19,10 +19,14 @@ import torch
 from .rotations import AXES, N_ROTATIONS, SIGNS
 
 
-def normalise(x, mean: float, std: float):
-    """(log10(1 + x) - mean) / std for masses x [Msun/h]: the network's input scale."""
+def normalise(x, mean: float, std: float, scale: float = 1.0):
+    """(log10(1 + x / scale) - mean) / std for masses x [Msun/h]: the network's input scale.
+
+    `scale` [Msun/h] is the split's mean matter mass per voxel (1 in checkpoints from
+    before it was stored), so an empty voxel and one holding a fraction of a particle
+    sit next to each other instead of 10 dex apart."""
     lib = torch if isinstance(x, torch.Tensor) else np
-    return (lib.log10(1.0 + x) - mean) / std
+    return (lib.log10(1.0 + x / scale) - mean) / std
 
 
 def fits_on_gpu(nbytes: int, margin: float = 0.5) -> bool:
@@ -63,8 +67,10 @@ class PatchSource:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         slab: int = 128,
+        scale: Sequence[float] | None = None,
     ) -> "PatchSource":
-        """Normalise and stack C cubic mass fields [Msun/h] into a PatchSource.
+        """Normalise and stack C cubic mass fields [Msun/h] into a PatchSource (see `normalise`;
+        `scale` None means 1 for every channel).
 
         `arrays` are (n, n, n) arrays or anything sliceable along the first axis
         (e.g. Zarr arrays): they are read slab by slab, so only the stored tensor is
@@ -87,7 +93,8 @@ class PatchSource:
             b = min(a + slab, n)
             for c, arr in enumerate(arrays):
                 block = np.asarray(arr[a:b], dtype=np.float64)
-                data[a:b, ..., c] = torch.from_numpy(normalise(block, mean[c], std[c])).to(device, dtype)
+                s = 1.0 if scale is None else float(scale[c])
+                data[a:b, ..., c] = torch.from_numpy(normalise(block, mean[c], std[c], s)).to(device, dtype)
         return cls(data)
 
     def linear_index(self, centres: torch.Tensor, rotations: torch.Tensor, patch: int) -> torch.Tensor:

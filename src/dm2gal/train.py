@@ -41,7 +41,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from .atomic import atomic_path
-from .inference import Prediction, checkpoint_dict, predict
+from .inference import NORMALISATION_KEYS, Prediction, checkpoint_dict, input_scale, predict
 from .model import build_model, n_parameters
 from .objective import head_outputs, loss
 from .occupancy import candidates
@@ -121,7 +121,7 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
         val_coords=val_coords, val_log_mstar=split["val_log_mstar"],
         val_candidates=(local + np.asarray(start)) % n, val_start=np.asarray(start),
         val_truth=truth.astype(np.float64), n_grid=n, box_size=float(attrs["box_size"]),
-        normalisation={k: split[k] for k in ("input_mean", "input_std", "target_mean", "target_std")},
+        normalisation={k: split[k] for k in NORMALISATION_KEYS if k in split},
         val_ideal_log_mstar=ideal,
     )
 
@@ -204,7 +204,7 @@ class Dm2GalModule(L.LightningModule):
         n_grid = int(self.data.dm.shape[0])
         on_gpu = self.device.type == "cuda" and fits_on_gpu(2 * 2 * n_grid ** 3)  # two float16 channels
         self.source = PatchSource.from_arrays([self.data.dm, self.data.subhalo], n["input_mean"], n["input_std"],
-                                              device=self.device if on_gpu else "cpu")
+                                              device=self.device if on_gpu else "cpu", scale=input_scale(n))
         if self.device.type == "cuda":
             self.net.to(memory_format=torch.channels_last_3d)
             self.ema_net.to(memory_format=torch.channels_last_3d)
