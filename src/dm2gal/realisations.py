@@ -1,12 +1,15 @@
 """Realisations of a painted cube: stellar masses drawn from the distribution the network predicts.
 
 The painted field holds, per voxel, the mean stellar mass of a log-normal whose log10
-scatter sigma [dex] the paint stage writes beside it. A realisation multiplies every
-painted voxel by 10^(sigma z - ln10 sigma^2 / 2), which keeps its mean, with one
-standard-normal z per *gravity-only subhalo*: every voxel whose largest share of
-subhalo mass (the CIC cloud of SubhaloMass at SubhaloPos, as in the subhalo field)
-comes from one subhalo takes that subhalo's draw, so a galaxy spread over its 8 CIC
-voxels scatters as one galaxy. A painted voxel no subhalo reaches draws alone.
+scatter sigma [dex] the paint stage writes beside it. A realisation multiplies the
+painted voxels of one galaxy by one factor 10^(s z - ln10 s^2 / 2), which keeps their
+mean, with one standard-normal z per *gravity-only subhalo*: the voxels whose largest
+share of subhalo mass (the CIC cloud of SubhaloMass at SubhaloPos, as in the subhalo
+field) comes from one subhalo are that subhalo's galaxy, and s is their mass-weighted
+rms sigma. The voxel scatter itself also holds how a galaxy's mass is split among its
+CIC voxels (a voxel with a small share is uncertain in proportion), which is not
+scatter of the galaxy: drawn voxel by voxel, or with each voxel's own sigma, it would
+inflate the galaxy's. A painted voxel no subhalo reaches draws alone.
 The mean field stays what P(k) and B are measured on; realisations carry the
 intrinsic scatter the one-point PDF needs.
 """
@@ -59,6 +62,19 @@ def host_subhalos(coords: np.ndarray, origin, n_grid: int, box_size: float, sub_
     return np.where(keys[at] == want, hosts[at], -1)
 
 
+def galaxy_scatter(mean: np.ndarray, sigma: np.ndarray, hosts: np.ndarray) -> np.ndarray:
+    """(K,) the scatter [dex] each voxel is drawn with: the mass-weighted rms of `sigma` over the
+    voxels of its host (`hosts` (K,), -1: the voxel's own)."""
+    out = np.asarray(sigma, np.float64).copy()
+    has = hosts >= 0
+    if has.any():
+        h, inverse = np.unique(hosts[has], return_inverse=True)
+        w = np.bincount(inverse, weights=mean[has])
+        s2 = np.bincount(inverse, weights=mean[has] * sigma[has] ** 2)
+        out[has] = np.sqrt(s2 / w)[inverse]
+    return out
+
+
 def draw(mean: np.ndarray, sigma: np.ndarray, hosts: np.ndarray, n_subhalos: int,
          rng: np.random.Generator) -> np.ndarray:
     """One realisation of the voxels with means `mean` (K,) [Msun/h] and log scatters `sigma`
@@ -76,6 +92,7 @@ def realise(mean_cube: np.ndarray, sigma_cube: np.ndarray, origin, n_grid: int, 
     mean = mean_cube[tuple(painted.T)].astype(np.float64)
     sigma = sigma_cube[tuple(painted.T)].astype(np.float64)
     hosts = host_subhalos(painted, origin, n_grid, box_size, sub_pos, sub_mass)
+    sigma = galaxy_scatter(mean, sigma, hosts)
     for child in np.random.SeedSequence(seed).spawn(n_realisations):
         cube = np.zeros(mean_cube.shape, np.float32)
         cube[tuple(painted.T)] = draw(mean, sigma, hosts, len(sub_mass), np.random.default_rng(child))
