@@ -35,12 +35,12 @@ def main() -> None:
     print(f"device {source.device} ({source.data.dtype}), n={n}, threads={args.threads}")
     for patch in args.patch:
         for batch in args.batch:
-            centres, rot, _ = draws.draw(batch)
+            centres, rot, *_ = draws.draw(batch)
             source.cut(centres, rot, patch)  # warm-up
             sync()
             t0, k = time.perf_counter(), 0
             while time.perf_counter() - t0 < args.seconds:
-                centres, rot, _ = draws.draw(batch)
+                centres, rot, *_ = draws.draw(batch)
                 x = source.cut(centres, rot, patch)
                 k += 1
             sync()

@@ -63,7 +63,7 @@ def main() -> None:
     patch = cfg["patch"]
 
     def batch():
-        centres, rot, y = draws.draw(args.batch)
+        centres, rot, y, _ = draws.draw(args.batch)
         return source.cut(centres, rot, patch), y.to(dev, non_blocking=True)
 
     def step(x, y):
@@ -120,10 +120,10 @@ def main() -> None:
     print(json.dumps(out, indent=1))
 
 
-def _numpy_power_spectrum(field, side, threads=1):
-    """Stand-in for Pylians where it is not installed: |FFT(delta)|^2 in linear k bins of width k_F."""
-    n = field.shape[0]
-    delta = field / field.mean() - 1.0
+def _numpy_power_spectrum(delta, side, mas="CIC", threads=1):
+    """Stand-in for `dm2gal.stats.power_spectrum` where Pylians is not installed: |FFT(delta)|^2
+    in linear k bins of width k_F (no mass-assignment correction)."""
+    n = delta.shape[0]
     pk = np.abs(np.fft.rfftn(delta)) ** 2 * side ** 3 / n ** 6
     kf = 2 * np.pi / side
     k1 = np.fft.fftfreq(n, 1.0 / n)
@@ -132,19 +132,19 @@ def _numpy_power_spectrum(field, side, threads=1):
     sel = (b > 0) & (b <= n // 2)
     num = np.bincount(b[sel], weights=pk.ravel()[sel], minlength=n // 2 + 1)[1:]
     cnt = np.bincount(b[sel], minlength=n // 2 + 1)[1:]
-    return kf * np.arange(1, n // 2 + 1), num / np.maximum(cnt, 1)
+    return dict(k=kf * np.arange(1, n // 2 + 1), pk=num / np.maximum(cnt, 1))
 
 
 def lightning_fit(args) -> None:
     import tempfile
 
-    from dm2gal import train
+    from dm2gal import stats, train
 
     try:
         import Pk_library  # noqa: F401
         pk_source = "Pylians"
     except ImportError:
-        train.power_spectrum = _numpy_power_spectrum
+        stats.power_spectrum = _numpy_power_spectrum
         pk_source = "numpy stand-in (no Pylians on this machine)"
     rng = np.random.default_rng(0)
     n, val_size, m = 256, 104, 200_000
@@ -157,12 +157,14 @@ def lightning_fit(args) -> None:
     truth[tuple(val_coords.T)] = 10 ** rng.uniform(8, 11.5, 2000)
     data = train.TrainingData(
         dm=dm, subhalo=sub, coords=coords, log_mstar=log_m, weights=np.ones(m), val_coords=val_coords,
-        val_log_mstar=np.log10(truth[tuple(val_coords.T)]).astype(np.float32), val_start=np.zeros(3, int),
+        val_log_mstar=np.log10(truth[tuple(val_coords.T)]).astype(np.float32), val_candidates=val_coords,
+        val_start=np.zeros(3, int),
         val_truth=truth, n_grid=n, box_size=75.0 * n / 2048,
         normalisation=dict(input_mean=[10.0, 1.0], input_std=[0.5, 3.0], target_mean=9.5, target_std=0.8))
     steps = args.steps * 2
     with tempfile.TemporaryDirectory() as tmp:
-        res = train.fit(data, model_config(args.preset), learning_rate=1e-4, weight_decay=1e-5,
+        res = train.fit(data, model_config(args.preset, outputs=2), selection=dict(mas="CIC", k_range=[0.5, 6.0]),
+                        learning_rate=1e-4, weight_decay=1e-5,
                         batch_size=args.batch, steps_per_epoch=steps, max_epochs=3, ckpt_path=f"{tmp}/best.ckpt",
                         history_path=f"{tmp}/history.csv", accelerator="gpu", devices=1, progress=False)
     sec = [r["seconds"] for r in res["history"]]

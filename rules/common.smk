@@ -267,3 +267,12 @@ def figure_png(name):
         category=FIGURES[name],
         labels={"figure": FIGURES[name], "format": "PNG"},
     )
+
+# --- train (rules/train.smk) ---
+
+
+def train_floor_input():
+    """The generator's noise-free mean stellar-mass field, for the validation-MSE floor (synthetic source)."""
+    if config["acquire"]["source"] != "synthetic" or "stellar_mass_ideal" not in QUANTITIES:
+        return {}
+    return {"ideal": results("fields", "hydro", "stellar_mass_ideal.zarr")}

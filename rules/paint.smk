@@ -2,7 +2,9 @@
 # paints the test cube of the gravity-only run ("test"), and every extra gravity-only
 # run whole, from gravity-only inputs alone; where galaxies go is decided by the
 # occupancy threshold calibrated on the training region (paint_occupancy). With
-# paint.oracle, paint_oracle also paints the paper's "oracle positions" diagnostic.
+# paint.oracle, paint_oracle also paints the paper's "oracle positions" diagnostic;
+# paint_realisations draws paint.realisations stellar-mass fields from the predicted
+# scatter (one draw per gravity-only subhalo) for the test cube.
 
 PAINT = config["paint"]
 PAINT_EXTRA = {r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in config["extra_runs"]}
@@ -51,6 +53,7 @@ rule paint:
         cubes=results("split", "cubes.json"),
     output:
         field=directory(results("paint", "{painting}", "stellar_mass.zarr")),
+        scatter=directory(results("paint", "{painting}", "stellar_mass_scatter.zarr")),
         catalogue=results("paint", "{painting}", "catalogue.hdf5"),
     wildcard_constraints:
         painting="|".join(["test", *PAINT_EXTRA]),
@@ -103,8 +106,38 @@ rule paint_oracle:
         "../scripts/paint_oracle.py"
 
 
+rule paint_realisations:
+    input:
+        field=results("paint", "{painting}", "stellar_mass.zarr"),
+        scatter=results("paint", "{painting}", "stellar_mass_scatter.zarr"),
+        dark=manifest("dark"),
+    output:
+        directory(results("paint", "{painting}", "realisations")),
+    wildcard_constraints:
+        painting="test",
+    params:
+        base=sim_base("dark"),
+        snapshot=SNAPSHOT,
+        n=PAINT["realisations"],
+        seed=config["seed"],
+    log:
+        logs("paint_realisations", "{painting}"),
+    benchmark:
+        results("benchmarks", "paint", "{painting}_realisations.tsv")
+    threads: 1
+    conda:
+        "../envs/sim.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/paint_realisations.py"
+
+
 FINAL_TARGETS.extend(results("paint", p, f) for p in ["test", *PAINT_EXTRA]
                      for f in ("stellar_mass.zarr", "catalogue.hdf5"))
 FINAL_TARGETS.append(results("paint", "test", "occupancy.json"))
+if PAINT["realisations"]:
+    FINAL_TARGETS.append(results("paint", "test", "realisations"))
 if PAINT["oracle"]:
     FINAL_TARGETS.append(results("paint", "test_oracle", "stellar_mass.zarr"))

@@ -1,7 +1,7 @@
 # The train stage (see docs/pipeline.md): one training job per hyper-parameter point
 # (train.learning_rate x train.weight_decay x train.capacity, wildcard {point}), each
 # asking SLURM for train.gpus_per_job GPUs; then `select` keeps the point whose
-# validation painting best matches the true stellar-mass power spectrum.
+# honest validation painting best matches the true stellar-mass power spectrum.
 import itertools
 
 TRAIN = config["train"]
@@ -23,6 +23,8 @@ rule train:
         stellar=results("fields", "hydro", "stellar_mass.zarr"),
         cubes=results("split", "cubes.json"),
         split=results("split", "train.npz"),
+        occupancy=results("paint", "test", "occupancy.json"),
+        **train_floor_input(),
     output:
         ckpt=results("train", "{point}", "best.ckpt"),
         history=results("train", "{point}", "history.csv"),
@@ -32,6 +34,7 @@ rule train:
         point=lambda w: TRAIN_POINTS[w.point],
         model=config["model"],
         train=TRAIN_PARAMS,
+        selection={key: config["stats"][key] for key in ("mas", "k_range")},
         seed=config["seed"],
     log:
         logs("train", "{point}"),

@@ -8,4 +8,5 @@ i, p = snakemake.input, snakemake.params
 run(i.model, i.dm_mass, i.subhalo_mass, i.reference_dm, p.base, p.snapshot, snakemake.output.field,
     snakemake.output.catalogue, source=p.source, mode="honest", cubes_json=None if p.whole_box else i.cubes,
     occupancy_json=i.occupancy, expected_patch=configured_patch(p.model), method=p.method, tile=p.tile,
-    batch=p.batch, device=p.device, max_memory_gb=p.max_memory_gb, threads=snakemake.threads)
+    batch=p.batch, device=p.device, max_memory_gb=p.max_memory_gb, threads=snakemake.threads,
+    out_scatter=snakemake.output.scatter)

@@ -5,6 +5,7 @@ import torch
 
 from dm2gal.logs import log_to_file
 from dm2gal.model import model_config
+from dm2gal.objective import head_outputs
 from dm2gal.train import fit, load_training_data
 
 log_to_file(snakemake.log[0])
@@ -13,10 +14,14 @@ torch.set_num_threads(snakemake.threads)
 cfg, point = snakemake.params.train, snakemake.params.point
 model = {k: v for k, v in snakemake.params.model.items() if k != "preset"}
 data = load_training_data(snakemake.input.dm, snakemake.input.subhalo, snakemake.input.stellar,
-                          snakemake.input.split, snakemake.input.cubes)
-fit(data, model_config(snakemake.params.model["preset"], capacity=point["capacity"], **model),
+                          snakemake.input.split, snakemake.input.cubes, snakemake.input.occupancy,
+                          snakemake.input.get("ideal"))
+fit(data, model_config(snakemake.params.model["preset"], capacity=point["capacity"],
+                       outputs=head_outputs(cfg["objective"]), **model),
     learning_rate=point["learning_rate"], weight_decay=point["weight_decay"], batch_size=cfg["batch_size"],
     steps_per_epoch=cfg["steps_per_epoch"], max_epochs=cfg["max_epochs"], max_minutes=cfg["max_minutes"],
+    objective=cfg["objective"], beta_nll=cfg["beta_nll"], schedule=cfg["schedule"], ema_decay=cfg["ema_decay"],
+    selection_window=cfg["selection_window"], selection=snakemake.params.selection,
     patience=cfg["patience"], val_batch_size=cfg["val_batch_size"], seed=snakemake.params.seed,
     accelerator=cfg["accelerator"], devices=max(1, cfg["gpus_per_job"]) if cfg["accelerator"] != "cpu" else 1,
     ckpt_path=snakemake.output.ckpt, history_path=snakemake.output.history,

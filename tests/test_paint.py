@@ -176,3 +176,48 @@ def test_whole_box_painting_agrees_with_the_cube_painting(fields):
                     tile=tile, max_memory_gb=0 if name == "box" else 1)  # the box reads tiles from Zarr
     box = read_periodic(read_field(out["box"])[0], (30, 5, 12), (13,) * 3)
     np.testing.assert_allclose(box, read_field(out["cube"])[0], rtol=1e-5)
+
+
+def test_the_probabilistic_head_paints_its_log_normal_mean_and_scatter(fields, tmp_path):
+    """A two-output checkpoint paints 10^(mu + ln10 sigma^2 / 2), the same densely and per voxel,
+    writes sigma [dex] beside it, and its realisations keep the mean over many draws."""
+    import json
+    import math
+
+    from dm2gal import tng
+    from dm2gal.inference import checkpoint_dict
+    from dm2gal.realisations import write_realisations
+
+    root, paths, _, norm = fields
+    torch.manual_seed(1)
+    net = build_model(model_config("small", outputs=2)).eval()
+    ckpt = tmp_path / "best.ckpt"
+    torch.save(checkpoint_dict(net, norm, {}), ckpt)
+    rng = np.random.default_rng(4)
+    base = tmp_path / "dark" / "output"
+    header = dict(BoxSize=20.0, Omega0=0.3, OmegaLambda=0.7, HubbleParam=0.7, Redshift=0.0, Time=1.0)
+    tng.write_groupcat(base, 99, header, dict(GroupMass=np.array([1e13]), GroupFirstSub=np.array([0])),
+                       dict(SubhaloPos=rng.random((300, 3)) * 20, SubhaloMass=10 ** rng.uniform(10, 12, 300),
+                            SubhaloGrNr=np.zeros(300, np.int32)), 1)
+    cubes = tmp_path / "cubes.json"
+    cubes.write_text(json.dumps(dict(test=dict(start=[30, 5, 12], size=16), min_stellar_mass=1e8)))
+    occ = tmp_path / "occupancy.json"
+    occ.write_text(json.dumps(dict(threshold=3e10)))
+    fields_out = {}
+    for method in ("dense", "per_voxel"):
+        fields_out[method] = (tmp_path / f"{method}.zarr", tmp_path / f"{method}_scatter.zarr")
+        paint.run(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], base, 99, fields_out[method][0],
+                  source="dark", cubes_json=cubes, occupancy_json=occ, tile=8, device="cpu", method=method,
+                  out_scatter=fields_out[method][1])
+    mean, attrs = read_field(fields_out["dense"][0])
+    sigma, sattrs = read_field(fields_out["dense"][1])
+    np.testing.assert_allclose(mean, read_field(fields_out["per_voxel"][0])[0], rtol=1e-4)
+    np.testing.assert_allclose(sigma, read_field(fields_out["per_voxel"][1])[0], rtol=1e-4, atol=1e-6)
+    assert sattrs["units"] == "dex" and ((sigma > 0) == (mean > 0)).all() and (mean > 0).sum() > 20
+    write_realisations(tmp_path / "draws", fields_out["dense"][0], fields_out["dense"][1], base, 99, 400, seed=3)
+    draws = np.stack([read_field(tmp_path / "draws" / f"r{i}.zarr")[0] for i in range(400)]).astype(np.float64)
+    assert ((draws > 0) == (mean > 0)).all()
+    painted = mean > 0
+    spread = np.sqrt(np.exp((math.log(10) * sigma[painted]) ** 2) - 1)  # relative std of one draw
+    pull = (draws.mean(axis=0)[painted] / mean[painted] - 1) / (spread / np.sqrt(len(draws)))
+    assert np.abs(pull).max() < 5 and abs(pull.mean()) < 5 / np.sqrt(painted.sum())

@@ -84,7 +84,7 @@ def test_draws_are_reproducible_by_seed_and_follow_the_weights():
             assert torch.equal(x, y)
     c = WeightedDraws(coords, targets, weights, seed=8)
     assert not torch.equal(a.draw(64)[0], c.draw(64)[0])
-    centres, rot, t = WeightedDraws(coords, targets, weights, seed=1).draw(200_000)
+    centres, rot, t, iw = WeightedDraws(coords, targets, weights, seed=1).draw(200_000)
     counts = np.bincount(t.numpy().astype(int), minlength=n)
     expected = 200_000 * weights / weights.sum()
     # Multinomial counts: within 5 standard deviations of their expectation; never the zero-weight voxel.
@@ -92,6 +92,13 @@ def test_draws_are_reproducible_by_seed_and_follow_the_weights():
     assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected + 1))
     assert torch.equal(centres, torch.as_tensor(coords)[t.long()])
     assert set(np.unique(rot.numpy())) == set(range(24))
+    # Importance weights undo the sampling: the importance-weighted average of a per-voxel value
+    # over draws is its plain average over the voxels that can be drawn (targets 0, 1, 2 and 4),
+    # where the unweighted average over draws is pulled towards the heavy voxel (4).
+    assert torch.allclose(iw, torch.as_tensor(weights.mean() / weights[t.long().numpy()], dtype=torch.float32))
+    uniform = float((iw * t).mean()) / float(iw.mean())
+    assert abs(uniform - np.mean([0, 1, 2, 4])) < 0.02
+    assert float(t.mean()) > np.mean([0, 1, 2, 4]) + 0.5
     batches = list(DrawnBatches(WeightedDraws(coords, targets, weights, seed=1), batch=4, steps=3))
     assert len(batches) == 3 and batches[0][0].shape == (4, 3)
 

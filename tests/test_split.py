@@ -98,8 +98,10 @@ def test_training_voxels_and_normalisation_match_brute_force(toy_split):
     assert {tuple(v) for v in npz["coords"]} == want and len(npz["coords"]) == len(want)
     got = fields["stellar"][tuple(npz["coords"].T)]
     assert np.allclose(npz["log_mstar"], np.log10(got), atol=1e-6)
+    scale = fields["dm"].sum(dtype=np.float64) / n ** 3  # the mean matter mass per voxel
+    assert np.allclose(npz["input_scale"], scale, rtol=1e-5)
     for c, key in enumerate(("dm", "subhalo")):
-        v = np.log10(1 + fields[key].reshape(-1).astype(np.float64))[region]
+        v = np.log10(1 + fields[key].reshape(-1).astype(np.float64) / scale)[region]
         assert np.isclose(npz["input_mean"][c], v.mean()) and np.isclose(npz["input_std"][c], v.std())
     assert np.isclose(npz["target_mean"], np.log10(got).mean())
     assert np.isclose(npz["weights"].mean(), 1.0)

@@ -1,4 +1,4 @@
-"""Training: power-spectrum distance, learning on a toy universe, checkpoints, selection, DDP."""
+"""Training: the selection error, learning on a toy universe, checkpoints, selection, DDP."""
 
 import csv
 import json
@@ -13,42 +13,48 @@ import torch
 
 from dm2gal.inference import load_model, predict
 from dm2gal.model import PRESETS, model_config
+from dm2gal.occupancy import run as calibrate_occupancy
 from dm2gal.sampler import PatchSource
 from dm2gal.select import select
 from dm2gal.split import run_split
-from dm2gal.train import HISTORY_COLUMNS, fit, load_training_data, paint_cube, pk_distance
+from dm2gal.train import HISTORY_COLUMNS, fit, load_training_data, paint_cube, pk_error
 from toy_universe import write_toy
 
 SPLIT_CFG = dict(units="box", validation=dict(start=[0.0, 0.0, 0.0], size=0.41),
                  test=dict(start=[0.5, 0.5, 0.5], size=0.41), min_stellar_mass=1e8, weight_bins=100,
                  weight_max_mass=10 ** 11.5, halo_mass_field="GroupMass")
+SELECTION = dict(mas="CIC", k_range=[0.5, 6.0])
 
 
-def test_pk_distance_is_zero_for_a_rescaled_field_and_log4_for_doubled_contrast():
+def test_pk_error_is_zero_for_a_rescaled_field_and_log4_for_doubled_contrast():
     rng = np.random.default_rng(0)
     delta = 0.2 * rng.standard_normal((24, 24, 24))
     delta -= delta.mean()
     truth = 1e9 * (1 + delta)
-    assert pk_distance(3.0 * truth, truth, 10.0) < 1e-6
-    # delta -> 2 delta multiplies P(k) by 4 in every bin: the RMS log ratio is log10(4).
-    assert np.isclose(pk_distance(1e9 * (1 + 2 * delta), truth, 10.0), np.log10(4.0), atol=1e-5)
-    assert pk_distance(np.zeros_like(truth), truth, 10.0) == np.inf
+    assert pk_error(3.0 * truth, truth, 10.0, "CIC", [0.5, 6.0]) < 1e-6
+    # delta -> 2 delta multiplies P(k) by 4 in every bin: the mean |log ratio| is log10(4).
+    assert np.isclose(pk_error(1e9 * (1 + 2 * delta), truth, 10.0, "CIC", [0.5, 6.0]), np.log10(4.0), atol=1e-5)
+    assert pk_error(np.zeros_like(truth), truth, 10.0, "CIC", [0.5, 6.0]) == np.inf
+    with pytest.raises(ValueError, match="k_range"):
+        pk_error(truth, truth, 10.0, "CIC", [50.0, 60.0])
 
 
 def test_paint_cube_deposits_at_periodic_local_voxels():
-    cube = paint_cube(np.array([[30, 0, 1], [30, 0, 1], [2, 3, 31]]), np.array([9.0, 9.0, 10.0]),
+    cube = paint_cube(np.array([[30, 0, 1], [30, 0, 1], [2, 3, 31]]), np.array([1e9, 1e9, 1e10]),
                       start=[29, 30, 28], size=6, n_grid=32)
     assert cube[1, 2, 5] == 2e9 and cube[5, 5, 3] == 1e10 and cube.sum() == 1.2e10
     with pytest.raises(ValueError, match="outside"):
-        paint_cube(np.array([[10, 10, 10]]), np.array([9.0]), start=[0, 0, 0], size=6, n_grid=32)
+        paint_cube(np.array([[10, 10, 10]]), np.array([1e9]), start=[0, 0, 0], size=6, n_grid=32)
 
 
 def _toy_split(tmp, n=40, n_sub=1800):
     write_toy(tmp / "results", tmp / "data", n=n, n_sub=n_sub, seed=5)
     f = tmp / "results" / "fields"
     paths = [f / "dark/dm_mass.zarr", f / "dark/subhalo_mass.zarr", f / "hydro/stellar_mass.zarr"]
-    split = [tmp / "results/split/train.npz", tmp / "results/split/cubes.json"]
+    split = [tmp / "results/split/train.npz", tmp / "results/split/cubes.json",
+             tmp / "results/paint/test/occupancy.json"]
     run_split(*paths, tmp / "data/dark/output", tmp / "data/hydro/output", 99, SPLIT_CFG, split[1], split[0])
+    calibrate_occupancy(paths[2], paths[1], split[1], split[2], "f1")
     return paths, split
 
 
@@ -59,29 +65,52 @@ def trained(tmp_path_factory):
     data = load_training_data(*paths, *split)
     torch.set_num_threads(1)
     runs = {}
-    for name, lr, epochs in (("a", 1e-3, 4), ("b", 1e-5, 1)):
+    for name, lr, epochs, objective in (("a", 3e-3, 4, "unbiased"), ("b", 1e-5, 1, "paper")):
         out = tmp / "results" / "train" / name
         runs[name] = (str(out / "best.ckpt"), str(out / "history.csv"))
-        res = fit(data, model_config("small"), learning_rate=lr, weight_decay=1e-5, batch_size=32,
-                  steps_per_epoch=30, max_epochs=epochs, seed=1, ckpt_path=runs[name][0],
-                  history_path=runs[name][1], progress=False, extra_hparams={"capacity": 1.0})
+        res = fit(data, model_config("small", outputs=2 if objective == "unbiased" else 1), learning_rate=lr,
+                  weight_decay=1e-5, batch_size=32, steps_per_epoch=30, max_epochs=epochs, seed=1,
+                  objective=objective, selection=SELECTION, ckpt_path=runs[name][0], history_path=runs[name][1],
+                  progress=False, extra_hparams={"capacity": 1.0})
         assert res["epochs"] == epochs and res["world_size"] == 1
     return tmp, data, runs
 
 
-def test_training_beats_the_mean_predictor_and_keeps_the_best_pk_epoch(trained):
+def test_training_beats_the_mean_predictor_and_keeps_the_best_selection_epoch(trained):
     tmp, data, runs = trained
     with open(runs["a"][1], newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(HISTORY_COLUMNS) and len(rows) == 4
     last = rows[-1]
     assert float(last["val_mse"]) < 0.5 * float(last["val_mse_mean_predictor"])
-    pk = [float(r["pk_distance"]) for r in rows]
-    best = int(np.argmin(pk))
+    pk = np.array([float(r["pk_error"]) for r in rows])
+    # the selection statistic is the P(k) error averaged over the last selection_window = 3 epochs
+    smoothed = [pk[max(0, i - 2):i + 1].mean() for i in range(len(pk))]
+    assert np.allclose([float(r["selection"]) for r in rows], smoothed)
+    best = int(np.argmin(smoothed))
     assert [int(r["best"]) for r in rows][best] == 1
     ckpt = torch.load(runs["a"][0], weights_only=True)
-    assert ckpt["epoch"] == best and np.isclose(ckpt["metrics"]["pk_distance"], pk[best])
-    assert ckpt["hparams"]["learning_rate"] == 1e-3 and ckpt["hparams"]["capacity"] == 1.0
+    assert ckpt["epoch"] == best and np.isclose(ckpt["metrics"]["selection"], smoothed[best])
+    assert ckpt["hparams"]["learning_rate"] == 3e-3 and ckpt["hparams"]["capacity"] == 1.0
+    assert ckpt["hparams"]["objective"] == "unbiased" and ckpt["model_config"]["outputs"] == 2
+    # the cosine schedule fires: the learning rate falls every epoch
+    lrs = [float(r["lr"]) for r in rows]
+    assert all(b < a for a, b in zip(lrs, lrs[1:]))
+
+
+def test_training_is_reproducible(trained, tmp_path):
+    tmp, data, runs = trained
+    again = tmp_path / "again"
+    fit(data, model_config("small", outputs=2), learning_rate=3e-3, weight_decay=1e-5, batch_size=32,
+        steps_per_epoch=30, max_epochs=4, seed=1, selection=SELECTION, ckpt_path=again / "best.ckpt",
+        history_path=again / "history.csv", progress=False, extra_hparams={"capacity": 1.0})
+    with open(runs["a"][1], newline="") as f, open(again / "history.csv", newline="") as g:
+        first, second = list(csv.DictReader(f)), list(csv.DictReader(g))
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in first] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in second]
+    a, b = (torch.load(p, weights_only=True)["state_dict"] for p in (runs["a"][0], again / "best.ckpt"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_the_checkpoint_alone_reproduces_the_validation_painting(trained):
@@ -90,25 +119,25 @@ def test_the_checkpoint_alone_reproduces_the_validation_painting(trained):
     ckpt = torch.load(runs["a"][0], weights_only=True)
     assert np.allclose(norm["input_mean"], data.normalisation["input_mean"])
     source = PatchSource.from_arrays([data.dm, data.subhalo], norm["input_mean"], norm["input_std"], device="cpu")
-    logm = predict(net, source, data.val_coords, norm, batch_size=64)
+    at_candidates = predict(net, source, data.val_candidates, norm, batch_size=64)
     size = data.val_truth.shape[0]
-    painted = paint_cube(data.val_coords, logm, data.val_start, size, data.n_grid)
-    d = pk_distance(painted, data.val_truth, size * data.box_size / data.n_grid)
-    assert np.isclose(d, ckpt["metrics"]["pk_distance"], rtol=1e-4)
-    z = (logm - norm["target_mean"]) / norm["target_std"]
+    painted = paint_cube(data.val_candidates, at_candidates.mean_mass(), data.val_start, size, data.n_grid)
+    d = pk_error(painted, data.val_truth, data.val_side, **SELECTION)
+    assert np.isclose(d, ckpt["metrics"]["pk_error"], rtol=1e-4)
+    z = (predict(net, source, data.val_coords, norm, batch_size=64).mu - norm["target_mean"]) / norm["target_std"]
     zt = (data.val_log_mstar - norm["target_mean"]) / norm["target_std"]
     assert np.isclose(np.mean((z - zt) ** 2), ckpt["metrics"]["val_mse"], rtol=1e-4)
 
 
-def test_select_picks_the_smallest_pk_distance_and_says_why(trained):
+def test_select_picks_the_smallest_selection_statistic_and_says_why(trained):
     tmp, _, runs = trained
-    d = {k: torch.load(v[0], weights_only=True)["metrics"]["pk_distance"] for k, v in runs.items()}
+    d = {k: torch.load(v[0], weights_only=True)["metrics"]["selection"] for k, v in runs.items()}
     winner = select(runs, tmp / "select" / "best.ckpt", tmp / "select" / "summary.tsv")
     assert winner == min(d, key=d.get)
     with open(tmp / "select" / "summary.tsv", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     assert [r["point"] for r in rows][0] == winner and rows[0]["selected"] == "1"
-    assert "smallest validation P(k) distance" in rows[0]["reason"]
+    assert "smallest validation P(k) selection statistic" in rows[0]["reason"]
     assert torch.load(tmp / "select" / "best.ckpt", weights_only=True)["selected_point"] == winner
     net, _ = load_model(tmp / "select" / "best.ckpt")
     assert net.config["patch"] == PRESETS["small"]["patch"]
@@ -121,8 +150,9 @@ from dm2gal.train import fit, load_training_data
 torch.set_num_threads(1)
 paths, split, out = json.loads(sys.argv[1])
 data = load_training_data(*paths, *split)
-res = fit(data, model_config("small", capacity=0.5), learning_rate=3e-3, weight_decay=0.0, batch_size=16,
-          steps_per_epoch=8, max_epochs=2, seed=2, ckpt_path=out + "/best.ckpt",
+res = fit(data, model_config("small", capacity=0.5, outputs=2), learning_rate=3e-3, weight_decay=0.0, batch_size=16,
+          steps_per_epoch=8, max_epochs=2, seed=2, selection=dict(mas="CIC", k_range=[0.5, 6.0]),
+          ckpt_path=out + "/best.ckpt",
           history_path=out + "/history.csv", accelerator="cpu", devices=2, strategy="ddp", progress=False)
 import torch.distributed as dist
 with open(out + f"/rank{dist.get_rank()}.json", "w") as f:

@@ -55,7 +55,8 @@ def write_toy(results: Path, data: Path, n: int = 32, n_sub: int = 600, seed: in
     f = toy_fields(n, n_sub, seed)
     names = {"dm": ("dark", "dm_mass"), "subhalo": ("dark", "subhalo_mass"), "stellar": ("hydro", "stellar_mass")}
     for key, (run, quantity) in names.items():
-        attrs = field_attrs(box_size=box, n_grid=n, source=f"toy-{run}", snapshot=99, mas="CIC", quantity=quantity)
+        attrs = field_attrs(box_size=box, n_grid=n, source=f"toy-{run}", snapshot=99, mas="CIC", quantity=quantity,
+                            total_mass=float(f[key].sum(dtype=np.float64)))
         write_field(results / "fields" / run / f"{quantity}.zarr", f[key], attrs, chunk=16)
     idx = np.argwhere(f["subhalo"] > 0)
     pos = (idx + 0.5) * box / n

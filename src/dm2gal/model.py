@@ -1,7 +1,9 @@
 """The dm2gal network: a plain stack of valid 3D convolutions read by two dense layers.
 
-Input: (B, 2, P, P, P) normalised dark-matter and subhalo mass patches; output (B, 1):
-the normalised log10 stellar mass of the centre voxel. Stages of conv-BN-ReLU blocks
+Input: (B, 2, P, P, P) normalised dark-matter and subhalo mass patches; output
+(B, `outputs`): for the centre voxel, the normalised log10 stellar mass (one output, the
+paper's head) or its mean and the log of its scatter (two outputs, the probabilistic head
+of the unbiased objective; see `dm2gal.inference.Prediction`). Stages of conv-BN-ReLU blocks
 alternate a large kernel with stride 1 and kernel 3 with stride 2 (Kasmanoff et al.
 2020); after the last stage the (C, s, s, s) latent is flattened and passed through
 two fully connected layers. Convolutions are unpadded ("valid"), and the patch size
@@ -29,14 +31,19 @@ PRESETS = {
 }
 IN_CHANNELS = 2
 """Dark-matter mass and gravity-only subhalo mass."""
+HEAD_OUTPUTS = (1, 2)
+"""1: normalised log10 M* (the paper); 2: its mean and log scatter (Gaussian in log10 M*)."""
 
 
-def model_config(preset: str = "small", capacity: float = 1.0, **overrides) -> dict:
-    """The full architecture description: a preset, its overrides (None = keep), and a
-    capacity factor multiplying every channel count and the hidden width."""
+def model_config(preset: str = "small", capacity: float = 1.0, outputs: int = 1, **overrides) -> dict:
+    """The full architecture description: a preset, its overrides (None = keep), a
+    capacity factor multiplying every channel count and the hidden width, and the
+    number of head outputs (HEAD_OUTPUTS)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
-    cfg = dict(PRESETS[preset])
+    if outputs not in HEAD_OUTPUTS:
+        raise ValueError(f"the head has {HEAD_OUTPUTS} outputs, got {outputs}")
+    cfg = dict(PRESETS[preset], outputs=int(outputs))
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     cfg["channels"] = [max(1, round(c * capacity)) for c in cfg["channels"]]
     cfg["hidden"] = max(1, round(cfg["hidden"] * capacity))
@@ -90,7 +97,7 @@ def build_model(cfg: dict) -> nn.Sequential:
     for k, stride, c_in, c_out in _layers(cfg):
         layers += [nn.Conv3d(c_in, c_out, k, stride=stride, bias=False), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True)]
     layers += [nn.Flatten(), nn.Linear(cfg["channels"][-1] * s ** 3, cfg["hidden"]), nn.ReLU(inplace=True),
-               nn.Linear(cfg["hidden"], 1)]
+               nn.Linear(cfg["hidden"], cfg.get("outputs", 1))]
     net = nn.Sequential(*layers)
     net.config = dict(cfg)  # the architecture travels with the network (checkpoints, inference)
     return net
@@ -102,7 +109,7 @@ def forward_flops(cfg: dict) -> int:
     for k, s, c_in, c_out in _layers(cfg):
         size = (size - k) // s + 1
         flops += 2 * size ** 3 * k ** 3 * c_in * c_out
-    flops += 2 * cfg["channels"][-1] * latent_size(cfg) ** 3 * cfg["hidden"] + 2 * cfg["hidden"]
+    flops += 2 * cfg["channels"][-1] * latent_size(cfg) ** 3 * cfg["hidden"] + 2 * cfg["hidden"] * cfg.get("outputs", 1)
     return flops
 
 

@@ -13,7 +13,9 @@ Both read inputs from memory when the region and its halo fit in `max_memory_gb`
 else tile by tile from Zarr; the output is written to Zarr tile by tile, so painting
 a whole 2048^3 box never holds it in memory (dense method).
 
-The painted value of a voxel is 10 ** (predicted log10 M*) [Msun/h], 0 elsewhere.
+The painted value of a voxel is the mean stellar mass of the distribution the head
+predicts there [Msun/h] (`dm2gal.inference.Prediction.mean_mass`: 10^(mu + ln10 sigma^2/2)
+for the probabilistic head, 10^mu for the paper's), 0 elsewhere.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fields import create_field, field_attrs, open_field, read_periodic
+from .inference import decode, input_scale
+from .sampler import normalise
 from .split import read_cube
 
 log = logging.getLogger("dm2gal.paint")
@@ -108,16 +112,17 @@ class Inputs:
 
 def normaliser(normalisation: dict, device):
     """(C, ...) raw masses [numpy] -> the network's normalised (1, C, ...) float32 input on `device`
-    (log10(1 + M), standardised per channel, computed on the device)."""
+    (`dm2gal.sampler.normalise` per channel, computed on the device)."""
     import torch
 
     mean = torch.tensor(normalisation["input_mean"], dtype=torch.float32, device=device)
     std = torch.tensor(normalisation["input_std"], dtype=torch.float32, device=device)
+    scale = torch.tensor(input_scale(normalisation), dtype=torch.float32, device=device)
 
     def apply(x: np.ndarray):
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
         shape = (-1,) + (1,) * (t.dim() - 1)
-        return ((torch.log10(1.0 + t) - mean.view(shape)) / std.view(shape))[None]
+        return normalise(t, mean.view(shape), std.view(shape), scale.view(shape))[None]
     return apply
 
 
@@ -136,10 +141,12 @@ def occupancy_mask(mode: str, sub_block: np.ndarray, threshold: float | None, tr
 def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size: int, attrs: dict,
           mode: str = "honest", threshold: float | None = None, truth_path=None, min_mass: float = 1e8,
           method: str = "dense", tile: int = 64, batch: int = 256, device: str = "cpu",
-          max_memory_gb: float = 8.0) -> dict:
+          max_memory_gb: float = 8.0, scatter_path=None) -> dict:
     """Paint the region [start, start + size)^3 of the input fields into a Zarr field at `out_path`.
 
-    `attrs` are the output field's attributes (see `painted_attrs`). `threshold`
+    `attrs` are the output field's attributes (see `painted_attrs`); with `scatter_path`
+    the predicted log10 scatter [dex] of the painted voxels goes to a second field there
+    (0 for the paper's head). `threshold`
     [Msun/h] is needed in honest mode, `truth_path` (hydro stellar mass) in oracle
     mode. Write through `dm2gal.atomic.atomic_path`. Returns a summary (voxels painted,
     seconds, voxels per second).
@@ -167,8 +174,10 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
     inputs = Inputs.open([dm_path, sub_path], start, size + dense.stride - 1, patch, max_memory_gb * 2 ** 30)
     truth = open_field(truth_path) if mode == "oracle" else None
     norm = normaliser(normalisation, device)
-    t_mean, t_std = float(normalisation["target_mean"]), float(normalisation["target_std"])
     out = create_field(out_path, attrs)
+    scatter = None
+    if scatter_path is not None:
+        scatter = create_field(scatter_path, dict(attrs, quantity="stellar_mass_log10_scatter", units="dex"))
     n_painted = 0
     t0 = time.perf_counter()
     painted_mass = 0.0
@@ -184,14 +193,17 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
             if not mask.any():
                 continue  # the store's fill value is 0
             with torch.no_grad():
-                y = dense(norm(raw))
-            y = y[0, 0, :shape[0], :shape[1], :shape[2]].float().cpu().numpy()
+                y = dense(norm(raw))[0, :, :shape[0], :shape[1], :shape[2]]
+            pred = decode(y[:, torch.from_numpy(mask).to(y.device)], normalisation)
             block = np.zeros(shape, np.float32)
-            block[mask] = 10.0 ** (y[mask].astype(np.float64) * t_std + t_mean)
+            block[mask] = pred.mean_mass()
             n_painted += int(mask.sum())
             painted_mass += float(block.sum(dtype=np.float64))
-            out[offset[0]:offset[0] + shape[0], offset[1]:offset[1] + shape[1],
-                offset[2]:offset[2] + shape[2]] = block
+            where = tuple(slice(o, o + t) for o, t in zip(offset, shape))
+            out[where] = block
+            if scatter is not None:
+                block[mask] = pred.sigma
+                scatter[where] = block
     else:
         from .inference import predict
         from .sampler import PatchSource
@@ -206,11 +218,14 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
         mask = occupancy_mask(mode, sub, threshold, truth_block, min_mass)
         coords = np.argwhere(mask)
         source = PatchSource.from_arrays(list(cache), normalisation["input_mean"],
-                                         normalisation["input_std"], device=device)
-        logm = predict(net, source, coords + half, normalisation, batch_size=batch, progress=True)
+                                         normalisation["input_std"], device=device, scale=input_scale(normalisation))
+        pred = predict(net, source, coords + half, normalisation, batch_size=batch, progress=True)
         block = np.zeros((size,) * 3, np.float32)
-        block[mask] = 10.0 ** logm
+        block[mask] = pred.mean_mass()
         out[...] = block
+        if scatter is not None:
+            block[mask] = pred.sigma
+            scatter[...] = block
         n_painted = len(coords)
         painted_mass = float(block.sum(dtype=np.float64))
     seconds = time.perf_counter() - t0
@@ -300,15 +315,17 @@ def resolve_device(device: str) -> str:
 def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, out_field, out_catalogue=None, *,
         source: str, mode: str = "honest", cubes_json=None, occupancy_json=None, truth_path=None,
         expected_patch: int | None = None, method: str = "dense", tile: int = 64, batch: int = 256,
-        device: str = "auto", max_memory_gb: float = 8.0, threads: int | None = None) -> dict:
+        device: str = "auto", max_memory_gb: float = 8.0, threads: int | None = None, out_scatter=None) -> dict:
     """The paint stage for one run: the test cube (`cubes_json` given) or the whole box.
 
     `reference_dm_path` is the dark-matter field the model was trained on (its voxel
     size must match); honest mode reads the occupancy threshold from `occupancy_json`,
     oracle mode the truth from `truth_path`. Writes the painted field and, if
-    `out_catalogue`, the mock catalogue (HDF5); `threads` caps torch's CPU threads.
-    Returns the painting summary.
+    `out_catalogue`, the mock catalogue (HDF5), and if `out_scatter` the predicted
+    log10 scatter field (for `dm2gal.realisations`). `threads` caps torch's CPU
+    threads. Returns the painting summary.
     """
+    import contextlib
     import json
 
     import torch
@@ -340,10 +357,11 @@ def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, ou
     if threshold is not None:
         extra["occupancy_threshold"] = threshold
     attrs = painted_attrs(dm_attrs, start, size, mode, source, **extra)
-    with atomic_path(out_field) as tmp:
+    scatter_tmp = atomic_path(out_scatter) if out_scatter is not None else contextlib.nullcontext()
+    with atomic_path(out_field) as tmp, scatter_tmp as tmp_scatter:
         summary = paint(net, normalisation, dm_path, sub_path, tmp, start=start, size=size, attrs=attrs, mode=mode,
                         threshold=threshold, truth_path=truth_path, min_mass=min_mass, method=method, tile=tile,
-                        batch=batch, device=device, max_memory_gb=max_memory_gb)
+                        batch=batch, device=device, max_memory_gb=max_memory_gb, scatter_path=tmp_scatter)
     if out_catalogue is not None:
         subs = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMass"])
         if subs["count"] == 0:

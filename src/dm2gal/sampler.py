@@ -19,10 +19,14 @@ import torch
 from .rotations import AXES, N_ROTATIONS, SIGNS
 
 
-def normalise(x, mean: float, std: float):
-    """(log10(1 + x) - mean) / std for masses x [Msun/h]: the network's input scale."""
+def normalise(x, mean: float, std: float, scale: float = 1.0):
+    """(log10(1 + x / scale) - mean) / std for masses x [Msun/h]: the network's input scale.
+
+    `scale` [Msun/h] is the split's mean matter mass per voxel (1 in checkpoints from
+    before it was stored), so an empty voxel and one holding a fraction of a particle
+    sit next to each other instead of 10 dex apart."""
     lib = torch if isinstance(x, torch.Tensor) else np
-    return (lib.log10(1.0 + x) - mean) / std
+    return (lib.log10(1.0 + x / scale) - mean) / std
 
 
 def fits_on_gpu(nbytes: int, margin: float = 0.5) -> bool:
@@ -63,8 +67,10 @@ class PatchSource:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         slab: int = 128,
+        scale: Sequence[float] | None = None,
     ) -> "PatchSource":
-        """Normalise and stack C cubic mass fields [Msun/h] into a PatchSource.
+        """Normalise and stack C cubic mass fields [Msun/h] into a PatchSource (see `normalise`;
+        `scale` None means 1 for every channel).
 
         `arrays` are (n, n, n) arrays or anything sliceable along the first axis
         (e.g. Zarr arrays): they are read slab by slab, so only the stored tensor is
@@ -87,7 +93,8 @@ class PatchSource:
             b = min(a + slab, n)
             for c, arr in enumerate(arrays):
                 block = np.asarray(arr[a:b], dtype=np.float64)
-                data[a:b, ..., c] = torch.from_numpy(normalise(block, mean[c], std[c])).to(device, dtype)
+                s = 1.0 if scale is None else float(scale[c])
+                data[a:b, ..., c] = torch.from_numpy(normalise(block, mean[c], std[c], s)).to(device, dtype)
         return cls(data)
 
     def linear_index(self, centres: torch.Tensor, rotations: torch.Tensor, patch: int) -> torch.Tensor:
@@ -128,7 +135,9 @@ class WeightedDraws:
 
     `coords` (N, 3) voxel indices, `targets` (N,) normalised log10 stellar mass,
     `weights` (N,) non-negative. The draws come from a CPU generator seeded by
-    `seed`, so a given seed gives the same batches on any device.
+    `seed`, so a given seed gives the same batches on any device. Each draw carries
+    its importance weight mean(w) / w_i: a loss averaged with it over weighted draws
+    has the expectation of the loss averaged uniformly over the training voxels.
     """
 
     def __init__(self, coords: np.ndarray, targets: np.ndarray, weights: np.ndarray, seed: int,
@@ -142,18 +151,20 @@ class WeightedDraws:
         self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
         cdf = torch.as_tensor(np.cumsum(w))
         self.cdf = cdf / cdf[-1]
+        with np.errstate(divide="ignore"):
+            self.importance = torch.as_tensor(w.mean() / w, dtype=torch.float32)  # inf only where never drawn
         self.rotate = rotate
         self.generator = torch.Generator().manual_seed(int(seed))
 
-    def draw(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(centres (B, 3), rotations (B,), targets (B,)) of `batch` weighted draws."""
+    def draw(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(centres (B, 3), rotations (B,), targets (B,), importance (B,)) of `batch` weighted draws."""
         u = torch.rand(batch, generator=self.generator, dtype=torch.float64)
         i = torch.searchsorted(self.cdf, u, right=True).clamp_(max=len(self.cdf) - 1)
         if self.rotate:
             rot = torch.randint(N_ROTATIONS, (batch,), generator=self.generator)
         else:
             rot = torch.zeros(batch, dtype=torch.int64)
-        return self.coords[i], rot, self.targets[i]
+        return self.coords[i], rot, self.targets[i], self.importance[i]
 
 
 class DrawnBatches(torch.utils.data.IterableDataset):
@@ -167,6 +178,6 @@ class DrawnBatches(torch.utils.data.IterableDataset):
     def __len__(self) -> int:
         return self.steps
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         for _ in range(self.steps):
             yield self.draws.draw(self.batch)

@@ -73,13 +73,15 @@ def slab_mask(cube: Cube, x0: int, x1: int, n: int) -> np.ndarray:
     return ix[:, None, None] & iy[None, :, None] & iz[None, None, :]
 
 
-def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, slab: int) -> dict:
+def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, slab: int,
+                         scales=None) -> dict:
     """Walk the box in x-slabs: training voxels and input statistics outside `cubes`.
 
     `stellar` and each of `inputs` are (n, n, n) arrays or Zarr arrays [Msun/h].
     Returns coords (N, 3) int32 and mstar (N,) float64 of voxels with stellar mass >
-    `min_mass` outside every cube, and mean/std (per input) of log10(1 + M) over all
-    voxels outside the cubes, and box_mean (per input): the voxel mean of M over the box.
+    `min_mass` outside every cube, and mean/std (per input) of log10(1 + M / scale) over
+    all voxels outside the cubes (`scales` [Msun/h] per input, default 1), and box_mean
+    (per input): the voxel mean of M over the box.
     """
     n = int(stellar.shape[0])
     total = np.zeros(len(inputs))
@@ -96,7 +98,7 @@ def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, sl
         for c, field in enumerate(inputs):
             block = np.asarray(field[x0:x1], dtype=np.float64)
             total[c] += block.sum()
-            v = np.log10(1.0 + block[region])
+            v = np.log10(1.0 + block[region] / (1.0 if scales is None else float(scales[c])))
             s1[c] += v.sum()
             s2[c] += np.square(v).sum()
         m = np.asarray(stellar[x0:x1], dtype=np.float64)
@@ -202,8 +204,9 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
 
     `cfg` is the `split` config section. train.npz holds: coords (N, 3) int32 training
     voxels, log_mstar (N,) float32 log10 M* [Msun/h], weights (N,) (mean 1),
-    bin_edges (log10 Msun/h), input_mean / input_std (2,) of log10(1 + M) for
-    [dm_mass, subhalo_mass], target_mean / target_std of log10 M* over the training
+    bin_edges (log10 Msun/h), input_scale (2,) [Msun/h] the mean matter mass per voxel (the
+    dark-matter field's total mass / n^3) for both inputs, input_mean / input_std (2,) of
+    log10(1 + M / input_scale) for [dm_mass, subhalo_mass], target_mean / target_std of log10 M* over the training
     voxels, val_coords / val_log_mstar (the validation cube's voxels above the
     threshold, where the validation painting is done), n_grid, box_size, min_stellar_mass.
     """
@@ -219,7 +222,9 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     if cubes_overlap(cubes["validation"], cubes["test"], n):
         raise ValueError(f"validation cube {cubes['validation']} and test cube {cubes['test']} overlap")
     min_mass = float(cfg["min_stellar_mass"])
-    scan = scan_training_region(stellar, [dm, sub], list(cubes.values()), min_mass, slab=int(stellar.chunks[0]))
+    scale = float(attrs[1]["total_mass"]) / n ** 3  # mean matter mass per voxel of the gravity-only run
+    scan = scan_training_region(stellar, [dm, sub], list(cubes.values()), min_mass, slab=int(stellar.chunks[0]),
+                                scales=[scale, scale])
     if len(scan["mstar"]) == 0:
         raise ValueError(f"no training voxel has stellar mass > {min_mass:g} Msun/h")
     weights, edges = sample_weights(scan["mstar"], int(cfg["weight_bins"]), min_mass, float(cfg["weight_max_mass"]),
@@ -249,7 +254,7 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     with atomic_path(train_npz) as tmp, open(tmp, "wb") as f:
         np.savez(f, coords=scan["coords"], log_mstar=log_m.astype(np.float32), weights=weights, bin_edges=edges,
-                 input_mean=scan["input_mean"], input_std=scan["input_std"],
+                 input_scale=np.array([scale, scale]), input_mean=scan["input_mean"], input_std=scan["input_std"],
                  target_mean=log_m.mean(), target_std=log_m.std(),
                  val_coords=val_coords, val_log_mstar=np.log10(vm[vm > min_mass]).astype(np.float32),
                  n_grid=n, box_size=box, min_stellar_mass=min_mass)

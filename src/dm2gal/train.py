@@ -1,21 +1,36 @@
-"""Training one hyper-parameter point with Lightning, and choosing its epoch by the power spectrum.
+"""Training one hyper-parameter point with Lightning, and choosing its epoch by the test metric.
 
-The loss is the MSE on the normalised log10 stellar mass of the centre voxel; patches
-are drawn by weight with a random cube rotation each (`dm2gal.sampler`) and cut on
-the device that holds the fields. Adam with weight decay; the learning rate drops by
-10 after `patience` epochs without a better validation MSE. Each validation epoch
-paints the validation cube at its true galaxy voxels (the paper's procedure),
-deposits the predictions into the cube and logs the distance between the painted and
-true stellar-mass power spectra beside the MSE. The checkpoint kept is the epoch with
-the smallest power-spectrum distance, not the smallest MSE. On GPU: bf16 autocast and
-channels-last-3d; with several devices, DDP (each process draws its own batches).
+Patches are drawn by weight with a random cube rotation each (`dm2gal.sampler`) and
+cut on the device that holds the fields; the loss is the objective's
+(`dm2gal.objective`: by default an importance-weighted Gaussian likelihood of the
+normalised log10 stellar mass of the centre voxel, whose optimum is the unweighted
+conditional mean; `paper`: plain MSE). Adam with weight decay; the learning rate
+follows a cosine from its value to 1 % of it over the run (`schedule: cosine`), or
+drops by 10 after `patience` epochs without a better validation MSE (`plateau`, the
+paper). An exponential moving average of the weights (EMA, BatchNorm buffers too) is
+what is validated and kept.
+
+Each epoch ends by painting the validation cube with the EMA network the way the test
+cube is painted: honestly, at the candidate voxels of the occupancy threshold, with
+the mean mass of the predicted distribution. Its power spectrum against the truth's
+(Pylians, the stats stage's mass-assignment correction, k in `stats.k_range`) gives
+the selection error mean_k |log10(P_painted / P_true)|; its mean over the last
+`selection_window` epochs is the selection statistic, and the checkpoint kept is the
+epoch where that is smallest. Beside it the history logs the validation MSE of the
+predicted mean at the true galaxy voxels, the MSE of predicting the training mean,
+and, for the mini-universe, the floor: the MSE of the generator's noise-free mean.
+`best.ckpt` and `history.csv` are written once, when training ends. On GPU: bf16
+autocast and channels-last-3d; with several devices, DDP.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
+import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +38,25 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from .atomic import atomic_path
-from .inference import checkpoint_dict, predict
+from .inference import NORMALISATION_KEYS, Prediction, checkpoint_dict, input_scale, predict
 from .model import build_model, n_parameters
+from .objective import head_outputs, loss
+from .occupancy import candidates
 from .sampler import DrawnBatches, PatchSource, WeightedDraws, fits_on_gpu
+from .split import read_cube
 
 log = logging.getLogger("dm2gal.train")
 
-HISTORY_COLUMNS = ("epoch", "step", "lr", "train_mse", "val_mse", "val_mse_mean_predictor", "pk_distance",
-                   "best", "seconds")
+HISTORY_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_mse", "val_mse_mean_predictor", "val_mse_floor",
+                   "val_mass_ratio", "pk_error", "selection", "best", "seconds")
+"""history.csv: val_mse* are MSEs of normalised log10 M* at the validation galaxy voxels (the
+predicted mean, the training mean, the generator's noise-free mean; NaN without one);
+val_mass_ratio is the painted over the true stellar mass at those voxels; pk_error the
+selection error of this epoch and selection its mean over the window."""
+SCHEDULES = ("cosine", "plateau")
 
 
 @dataclass
@@ -41,8 +65,10 @@ class TrainingData:
 
     dm, subhalo: (n, n, n) input fields [Msun/h] (arrays or anything sliceable along
     axis 0); coords (N, 3), log_mstar (N,) [log10 Msun/h], weights (N,): training
-    voxels; val_coords (M, 3), val_log_mstar (M,): validation voxels to paint;
+    voxels; val_coords (M, 3), val_log_mstar (M,): the validation galaxy voxels;
+    val_candidates (K, 3): the validation cube's voxels the honest painter paints;
     val_start [3], val_truth (s, s, s) [Msun/h]: the true validation cube;
+    val_ideal_log_mstar (M,) or None: log10 of the noise-free mean at val_coords;
     n_grid, box_size [Mpc/h]: the parent grid; normalisation: see `dm2gal.inference.NORMALISATION_KEYS`.
     """
 
@@ -53,84 +79,124 @@ class TrainingData:
     weights: np.ndarray
     val_coords: np.ndarray
     val_log_mstar: np.ndarray
+    val_candidates: np.ndarray
     val_start: np.ndarray
     val_truth: np.ndarray
     n_grid: int
     box_size: float
     normalisation: dict
+    val_ideal_log_mstar: np.ndarray | None = None
 
     def normalised(self, log_mstar: np.ndarray) -> np.ndarray:
         n = self.normalisation
         return ((log_mstar - n["target_mean"]) / n["target_std"]).astype(np.float32)
 
+    @property
+    def val_side(self) -> float:
+        """Edge of the validation cube [Mpc/h]."""
+        return self.val_truth.shape[0] * self.box_size / self.n_grid
 
-def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_json) -> TrainingData:
-    """TrainingData from the grid fields (opened lazily; `PatchSource` reads them in slabs) and the
-    split outputs."""
-    import json
 
-    from .fields import open_field, read_periodic
+def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_json, occupancy_json,
+                       ideal_path=None) -> TrainingData:
+    """TrainingData from the grid fields (opened lazily; `PatchSource` reads them in slabs), the
+    split outputs, the occupancy threshold and optionally the noise-free mean stellar-mass field."""
+    from .fields import open_field, read_periodic  # Zarr: not needed to train from arrays (GPU nodes)
 
     split = np.load(train_npz)
-    cubes = json.loads(Path(cubes_json).read_text())
-    val = cubes["validation"]
-    dm, sub = open_field(dm_path), open_field(subhalo_path)  # read slab by slab into the PatchSource
+    start, size = read_cube(cubes_json, "validation")
+    dm, sub = open_field(dm_path), open_field(subhalo_path)
     attrs = dict(dm.attrs)
-    truth = read_periodic(open_field(stellar_path), val["start"], (val["size"],) * 3)
+    n = int(attrs["n_grid"])
+    truth = read_periodic(open_field(stellar_path), start, (size,) * 3)
+    threshold = float(json.loads(Path(occupancy_json).read_text())["threshold"])
+    local = np.argwhere(candidates(read_periodic(sub, start, (size,) * 3), threshold))
+    val_coords = split["val_coords"]
+    ideal = None
+    if ideal_path is not None:
+        cube = read_periodic(open_field(ideal_path), start, (size,) * 3)
+        ideal = np.log10(cube[tuple(((val_coords - np.asarray(start)) % n).T)])
     return TrainingData(
         dm=dm, subhalo=sub, coords=split["coords"], log_mstar=split["log_mstar"], weights=split["weights"],
-        val_coords=split["val_coords"], val_log_mstar=split["val_log_mstar"],
-        val_start=np.asarray(val["start"]), val_truth=truth.astype(np.float64),
-        n_grid=int(attrs["n_grid"]), box_size=float(attrs["box_size"]),
-        normalisation={k: split[k] for k in ("input_mean", "input_std", "target_mean", "target_std")},
+        val_coords=val_coords, val_log_mstar=split["val_log_mstar"],
+        val_candidates=(local + np.asarray(start)) % n, val_start=np.asarray(start),
+        val_truth=truth.astype(np.float64), n_grid=n, box_size=float(attrs["box_size"]),
+        normalisation={k: split[k] for k in NORMALISATION_KEYS if k in split},
+        val_ideal_log_mstar=ideal,
     )
 
 
-def power_spectrum(field: np.ndarray, side: float, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(k [h/Mpc], P(k) [(Mpc/h)^3]) of the overdensity of a cubic mass field of side `side` [Mpc/h].
-
-    Pylians `Pk_library.Pk` on delta = M / mean(M) - 1, no mass-assignment correction
-    (the values are voxel masses, painted and true alike), monopole.
-    """
-    import Pk_library as PKL
-
-    delta = (field / field.mean() - 1.0).astype(np.float32)
-    pk = PKL.Pk(delta, float(side), axis=0, MAS="None", threads=threads, verbose=False)
-    return np.asarray(pk.k3D), np.asarray(pk.Pk[:, 0])
+def paint_cube(coords: np.ndarray, mass: np.ndarray, start, size: int, n_grid: int) -> np.ndarray:
+    """(size^3) cube [Msun/h] holding `mass` (N,) at voxels `coords` (N, 3) of the periodic
+    n_grid^3 parent grid, for the cube whose first voxel is `start`; other voxels 0."""
+    local = (np.asarray(coords, dtype=np.int64) - np.asarray(start, dtype=np.int64)) % n_grid
+    if (local >= size).any():
+        raise ValueError("a painted voxel lies outside the cube")
+    cube = np.zeros((size,) * 3)
+    np.add.at(cube, tuple(local.T), np.asarray(mass, dtype=np.float64))
+    return cube
 
 
-def pk_distance(painted: np.ndarray, truth: np.ndarray, side: float) -> float:
-    """RMS over k bins of log10(P_painted / P_true): 0 for a perfect match, 0.1 ~ 26 % off.
+def pk_error(painted: np.ndarray, truth: np.ndarray, side: float, mas: str, k_range) -> float:
+    """mean over k bins in `k_range` [h/Mpc] of |log10(P_painted / P_true)| for two cubes of
+    side `side` [Mpc/h] (Pylians, as the stats stage computes P(k)); inf for an empty painting."""
+    from .stats import overdensity, power_spectrum
 
-    Returns inf when the painted field is empty.
-    """
-    if painted.sum() <= 0:
+    if not painted.sum() > 0:
         return math.inf
-    _, p_paint = power_spectrum(painted, side)
-    _, p_true = power_spectrum(truth, side)
-    ok = (p_paint > 0) & (p_true > 0)
-    return float(np.sqrt(np.mean(np.log10(p_paint[ok] / p_true[ok]) ** 2)))
+    p = power_spectrum(overdensity(painted), side, mas)
+    t = power_spectrum(overdensity(truth), side, mas)
+    sel = (t["k"] >= k_range[0]) & (t["k"] <= k_range[1]) & (t["pk"] > 0) & (p["pk"] > 0)
+    if not sel.any():
+        raise ValueError(f"stats.k_range {list(k_range)} h/Mpc holds no P(k) bin of the {side:.3g} Mpc/h "
+                         f"validation cube")
+    return float(np.mean(np.abs(np.log10(p["pk"][sel] / t["pk"][sel]))))
+
+
+def validation_scores(data: TrainingData, at_galaxies: Prediction, at_candidates: Prediction,
+                      selection: dict) -> dict:
+    """The per-epoch validation numbers of HISTORY_COLUMNS (val_mse ... pk_error)."""
+    z, target = data.normalised(at_galaxies.mu), data.normalised(data.val_log_mstar)
+    floor = math.nan
+    if data.val_ideal_log_mstar is not None:
+        floor = float(np.mean((data.normalised(data.val_ideal_log_mstar) - target) ** 2))
+    size = data.val_truth.shape[0]
+    painted = paint_cube(data.val_candidates, at_candidates.mean_mass(), data.val_start, size, data.n_grid)
+    return dict(val_mse=float(np.mean((z - target) ** 2)), val_mse_mean_predictor=float(np.mean(target ** 2)),
+                val_mse_floor=floor,
+                val_mass_ratio=float(at_galaxies.mean_mass().sum() / (10.0 ** data.val_log_mstar).sum()),
+                pk_error=pk_error(painted, data.val_truth, data.val_side, selection["mas"], selection["k_range"]))
+
+
+def ema_update(decay: float):
+    """AveragedModel's avg_fn for an EMA whose decay warms up as min(decay, (1 + n) / (10 + n))
+    after n updates, so that a short run is not averaged towards its initial weights."""
+    def avg_fn(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return averaged * d + current * (1.0 - d)
+    return avg_fn
 
 
 class Dm2GalModule(L.LightningModule):
-    """The network, its optimiser, and the data paths of one training run."""
+    """The network, its EMA, its optimiser, and the data paths of one training run."""
 
-    def __init__(self, model_cfg: dict, data: TrainingData, *, learning_rate: float, weight_decay: float,
-                 batch_size: int, steps_per_epoch: int, val_batch_size: int, patience: int, seed: int):
+    def __init__(self, model_cfg: dict, data: TrainingData, hparams: dict, selection: dict):
         super().__init__()
         self.net = build_model(model_cfg)
+        self.ema = AveragedModel(self.net, avg_fn=ema_update(hparams["ema_decay"]), use_buffers=True)
+        self.ema.requires_grad_(False)  # updated by averaging, never by the optimiser (and DDP must not wait for it)
         self.data = data
-        self.hparams_dict = dict(learning_rate=learning_rate, weight_decay=weight_decay, batch_size=batch_size,
-                                 steps_per_epoch=steps_per_epoch, patience=patience, seed=seed)
-        self.val_batch_size = val_batch_size
+        self.hp = hparams
+        self.selection = selection
         self.patch = int(model_cfg["patch"])
         self.source: PatchSource | None = None
-        self.val_targets = torch.as_tensor(data.normalised(data.val_log_mstar))  # normalised log10 M*
-        self._val_idx: list[torch.Tensor] = []
-        self._val_pred: list[torch.Tensor] = []
         self._train_sum = torch.zeros(())
         self._train_count = 0
         self.last_val: dict = {}
+
+    @property
+    def ema_net(self) -> torch.nn.Module:
+        return self.ema.module
 
     # --- data ---------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -138,115 +204,98 @@ class Dm2GalModule(L.LightningModule):
         n_grid = int(self.data.dm.shape[0])
         on_gpu = self.device.type == "cuda" and fits_on_gpu(2 * 2 * n_grid ** 3)  # two float16 channels
         self.source = PatchSource.from_arrays([self.data.dm, self.data.subhalo], n["input_mean"], n["input_std"],
-                                              device=self.device if on_gpu else "cpu")
+                                              device=self.device if on_gpu else "cpu", scale=input_scale(n))
         if self.device.type == "cuda":
             self.net.to(memory_format=torch.channels_last_3d)
-        log.info("network: %d parameters, patch %d^3; fields on %s as %s", n_parameters(self.net), self.patch,
-                 self.source.device, self.source.data.dtype)
+            self.ema_net.to(memory_format=torch.channels_last_3d)
+        log.info("network: %d parameters, patch %d^3, objective %s; fields on %s as %s", n_parameters(self.net),
+                 self.patch, self.hp["objective"], self.source.device, self.source.data.dtype)
 
     def train_dataloader(self):
         d = self.data
         draws = WeightedDraws(d.coords, d.normalised(d.log_mstar), d.weights,
-                              seed=self.hparams_dict["seed"] + 1000 * self.global_rank)
-        batches = DrawnBatches(draws, self.hparams_dict["batch_size"], self.hparams_dict["steps_per_epoch"])
+                              seed=self.hp["seed"] + 1000 * self.global_rank)
+        batches = DrawnBatches(draws, self.hp["batch_size"], self.hp["steps_per_epoch"])
         return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
 
     def val_dataloader(self):
-        idx = torch.utils.data.TensorDataset(torch.arange(len(self.data.val_coords)))
-        return torch.utils.data.DataLoader(idx, batch_size=self.val_batch_size, shuffle=False)
+        # one dummy batch: the validation painting is done whole in on_validation_epoch_end
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(1)), batch_size=1)
 
     # --- steps --------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        centres, rotations, target = batch
+        centres, rotations, target, importance = batch
         x = self.source.cut(centres, rotations, self.patch).to(self.device, non_blocking=True)
         if self.device.type == "cpu":
             x = x.float()
-        pred = self.net(x).squeeze(1).float()
-        loss = torch.nn.functional.mse_loss(pred, target)
-        self._train_sum = self._train_sum.to(loss.device) + loss.detach()
+        out = self.net(x).float()
+        value = loss(out, target, importance, self.hp["objective"], self.hp["beta_nll"])
+        self._train_sum = self._train_sum.to(value.device) + value.detach()
         self._train_count += 1
-        self.log("train_mse", loss, prog_bar=True, batch_size=len(target))
-        return loss
+        self.log("train_loss", value, prog_bar=True, batch_size=len(target))
+        return value
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.ema.update_parameters(self.net)
 
     def validation_step(self, batch, batch_idx):
-        (idx,) = batch
-        log_m = predict(self.net, self.source, self.data.val_coords[idx.cpu().numpy()], self.data.normalisation,
-                        batch_size=len(idx))
-        self._val_idx.append(idx)
-        self._val_pred.append(torch.as_tensor(log_m, device=self.device))
+        return None
 
     def on_validation_epoch_end(self) -> None:
-        idx, pred = torch.cat(self._val_idx), torch.cat(self._val_pred)
-        self._val_idx.clear()
-        self._val_pred.clear()
-        if self.trainer.world_size > 1:  # every rank sees every prediction (DistributedSampler pads evenly)
-            idx, pred = self.all_gather(idx).reshape(-1), self.all_gather(pred).reshape(-1)
-        log_m = np.empty(len(self.data.val_coords))
-        log_m[idx.cpu().numpy()] = pred.cpu().numpy()
-        z, target = self.data.normalised(log_m), self.val_targets.numpy()
-        mse = float(np.mean((z - target) ** 2))
-        mse_mean = float(np.mean(target ** 2))  # predicting the training mean: 0 in normalised units
-        size = self.data.val_truth.shape[0]
-        painted = paint_cube(self.data.val_coords, log_m, self.data.val_start, size, self.data.n_grid)
-        dist = pk_distance(painted, self.data.val_truth, size * self.data.box_size / self.data.n_grid)
-        self.last_val = dict(val_mse=mse, val_mse_mean_predictor=mse_mean, pk_distance=dist)
-        self.log_dict({"val_mse": mse, "pk_distance": dist}, prog_bar=True, sync_dist=False, rank_zero_only=False)
+        if self.trainer.sanity_checking:
+            return
+        d, bs = self.data, self.hp["val_batch_size"]
+        at_galaxies = predict(self.ema_net, self.source, d.val_coords, d.normalisation, batch_size=bs)
+        at_candidates = predict(self.ema_net, self.source, d.val_candidates, d.normalisation, batch_size=bs)
+        self.last_val = validation_scores(d, at_galaxies, at_candidates, self.selection)
+        self.log_dict({k: self.last_val[k] for k in ("val_mse", "pk_error")}, prog_bar=True, sync_dist=False,
+                      rank_zero_only=False)
 
-    def epoch_train_mse(self) -> float:
+    def epoch_train_loss(self) -> float:
         value = float(self._train_sum) / max(1, self._train_count)
         self._train_sum, self._train_count = torch.zeros(()), 0
         return value
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams_dict["learning_rate"],
-                               weight_decay=self.hparams_dict["weight_decay"])
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1,
-                                                           patience=self.hparams_dict["patience"])
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.hp["learning_rate"],
+                               weight_decay=self.hp["weight_decay"])
+        if self.hp["schedule"] == "cosine":
+            total = self.hp["max_epochs"] * self.hp["steps_per_epoch"]
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.01 * self.hp["learning_rate"])
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=self.hp["patience"])
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_mse", "interval": "epoch"}}
 
 
-def paint_cube(coords: np.ndarray, log_mstar: np.ndarray, start, size: int, n_grid: int) -> np.ndarray:
-    """(size^3) cube [Msun/h] holding 10**log_mstar at voxels `coords` (N, 3) of the periodic
-    n_grid^3 parent grid, for the cube whose first voxel is `start`; other voxels 0."""
-    local = (np.asarray(coords, dtype=np.int64) - np.asarray(start, dtype=np.int64)) % n_grid
-    if (local >= size).any():
-        raise ValueError("a painted voxel lies outside the cube")
-    cube = np.zeros((size,) * 3)
-    np.add.at(cube, tuple(local.T), 10.0 ** np.asarray(log_mstar, dtype=np.float64))
-    return cube
-
-
 class History(L.Callback):
-    """At the end of each epoch: append a row to history.csv, and when the power-spectrum
-    distance is the best so far, write best.ckpt (atomically, global rank 0 only)."""
+    """At the end of each epoch: a row of HISTORY_COLUMNS, and a copy of the EMA weights when the
+    selection statistic (the selection error averaged over the last `window` epochs) is the best."""
 
-    def __init__(self, ckpt_path, history_path, model_cfg: dict, hparams: dict):
-        self.ckpt_path, self.history_path = Path(ckpt_path), Path(history_path)
-        self.model_cfg, self.hparams = model_cfg, hparams
+    def __init__(self, window: int):
+        self.window = window
         self.rows: list[dict] = []
         self.best = math.inf
+        self.best_state: dict | None = None
+        self.best_row: dict | None = None
         self.t0 = time.time()
 
     def on_train_epoch_end(self, trainer, module: Dm2GalModule) -> None:
         val = module.last_val
-        best = val["pk_distance"] < self.best
+        recent = [r["pk_error"] for r in self.rows[-(self.window - 1):]] if self.window > 1 else []
+        selection = float(np.mean(recent + [val["pk_error"]]))
+        best = selection < self.best
         row = dict(epoch=trainer.current_epoch, step=trainer.global_step,
-                   lr=trainer.optimizers[0].param_groups[0]["lr"], train_mse=module.epoch_train_mse(), **val,
-                   best=int(best), seconds=round(time.time() - self.t0, 1))
+                   lr=trainer.optimizers[0].param_groups[0]["lr"], train_loss=module.epoch_train_loss(), **val,
+                   selection=selection, best=int(best), seconds=round(time.time() - self.t0, 1))
         self.rows.append(row)
         if best:
-            self.best = val["pk_distance"]
-        if not trainer.is_global_zero:
-            return
-        log.info("epoch %d: train MSE %.4f, val MSE %.4f (mean predictor %.4f), P(k) distance %.4f%s",
-                 row["epoch"], row["train_mse"], row["val_mse"], row["val_mse_mean_predictor"],
-                 row["pk_distance"], " (best)" if best else "")
-        if best:
-            ckpt = checkpoint_dict(module.net, module.data.normalisation, self.hparams, epoch=row["epoch"],
-                                   metrics={k: row[k] for k in ("val_mse", "val_mse_mean_predictor", "pk_distance")})
-            with atomic_path(self.ckpt_path) as tmp:
-                torch.save(ckpt, tmp)
-        write_history(self.history_path, self.rows)
+            self.best, self.best_row = selection, row
+            self.best_state = copy.deepcopy(module.ema_net.state_dict())
+        if trainer.is_global_zero:
+            log.info("epoch %d: loss %.4f, val MSE %.4f (mean predictor %.4f, floor %.4f), mass ratio %.3f, "
+                     "P(k) error %.4f, selection %.4f%s", row["epoch"], row["train_loss"], row["val_mse"],
+                     row["val_mse_mean_predictor"], row["val_mse_floor"], row["val_mass_ratio"], row["pk_error"],
+                     selection, " (best)" if best else "")
 
 
 def write_history(path, rows: list[dict]) -> None:
@@ -257,31 +306,39 @@ def write_history(path, rows: list[dict]) -> None:
 
 
 def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_decay: float, batch_size: int,
-        steps_per_epoch: int, max_epochs: int, ckpt_path, history_path, seed: int = 0, patience: int = 5,
-        val_batch_size: int = 256, max_minutes: float | None = None, devices: int | str = "auto",
-        accelerator: str = "auto", strategy: str | None = None, progress: bool = True,
-        extra_hparams: dict | None = None) -> dict:
-    """Train one hyper-parameter point; returns {'best_pk_distance', 'epochs', 'history', 'world_size'}.
+        steps_per_epoch: int, max_epochs: int, ckpt_path, history_path, selection: dict, seed: int = 0,
+        objective: str = "unbiased", beta_nll: float = 0.5, schedule: str = "cosine", ema_decay: float = 0.995,
+        selection_window: int = 3, patience: int = 5, val_batch_size: int = 256, max_minutes: float | None = None,
+        devices: int | str = "auto", accelerator: str = "auto", strategy: str | None = None,
+        progress: bool = True, extra_hparams: dict | None = None) -> dict:
+    """Train one hyper-parameter point; returns {'best_selection', 'epochs', 'history', 'world_size'}.
 
-    `best.ckpt` (the epoch of smallest power-spectrum distance) and `history.csv`
-    (one row per epoch, columns HISTORY_COLUMNS) are written as training goes.
-    Several devices run DDP with processes launched by Lightning itself (also inside
-    a single SLURM task). `extra_hparams` (e.g. the sweep point's capacity) are stored
-    in the checkpoint beside the training hyper-parameters.
+    `model_cfg` must have the objective's number of head outputs. `selection` holds the
+    stats stage's `mas` and `k_range` [h/Mpc]. When training ends, `best.ckpt` (the EMA
+    weights of the epoch of smallest selection statistic) and `history.csv` (one row
+    per epoch, HISTORY_COLUMNS) are written atomically by global rank 0. Several
+    devices run DDP with processes launched by Lightning itself. `extra_hparams` (e.g.
+    the sweep point's capacity) are stored in the checkpoint beside the others.
     """
     from lightning.pytorch.callbacks import TQDMProgressBar
     from lightning.pytorch.plugins.environments import LightningEnvironment
     from lightning.pytorch.strategies import DDPStrategy
 
+    if int(model_cfg.get("outputs", 1)) != head_outputs(objective):
+        raise ValueError(f"objective {objective!r} needs a head of {head_outputs(objective)} outputs, "
+                         f"the model has {model_cfg.get('outputs', 1)}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {schedule!r}")
     L.seed_everything(seed, workers=True, verbose=False)
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if on_gpu:  # cuBLAS needs this for deterministic matrix products
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     hparams = dict(learning_rate=learning_rate, weight_decay=weight_decay, batch_size=batch_size,
                    steps_per_epoch=steps_per_epoch, max_epochs=max_epochs, patience=patience, seed=seed,
-                   **(extra_hparams or {}))
-    module = Dm2GalModule(model_cfg, data, learning_rate=learning_rate, weight_decay=weight_decay,
-                          batch_size=batch_size, steps_per_epoch=steps_per_epoch, val_batch_size=val_batch_size,
-                          patience=patience, seed=seed)
-    history = History(ckpt_path, history_path, model_cfg, hparams)
+                   objective=objective, beta_nll=beta_nll, schedule=schedule, ema_decay=ema_decay,
+                   selection_window=selection_window, val_batch_size=val_batch_size, **(extra_hparams or {}))
+    module = Dm2GalModule(model_cfg, data, hparams, selection)
+    history = History(selection_window)
     n_dev = devices if isinstance(devices, int) else (torch.cuda.device_count() if on_gpu else 1)
     if strategy is None:
         strategy = DDPStrategy(cluster_environment=LightningEnvironment()) if n_dev > 1 else "auto"
@@ -292,8 +349,19 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
         logger=False, enable_checkpointing=False, num_sanity_val_steps=0, enable_model_summary=False,
         sync_batchnorm=on_gpu and n_dev > 1, enable_progress_bar=progress,
         callbacks=[history] + ([TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 10))] if progress else []),
-        deterministic=False,
+        # CPU kernels are deterministic; on GPU some (e.g. index_select's CUDA backward) may not be,
+        # so there Lightning only warns instead of refusing to train
+        deterministic="warn" if on_gpu else True,
     )
     trainer.fit(module)
-    return {"best_pk_distance": history.best, "epochs": len(history.rows), "history": history.rows,
+    if trainer.is_global_zero and history.best_state is not None:
+        row = history.best_row
+        module.ema_net.load_state_dict(history.best_state)
+        ckpt = checkpoint_dict(module.ema_net, data.normalisation, hparams, epoch=row["epoch"],
+                               metrics={k: row[k] for k in ("val_mse", "val_mse_mean_predictor", "val_mse_floor",
+                                                            "val_mass_ratio", "pk_error", "selection")})
+        with atomic_path(ckpt_path) as tmp:
+            torch.save(ckpt, tmp)
+        write_history(history_path, history.rows)
+    return {"best_selection": history.best, "epochs": len(history.rows), "history": history.rows,
             "world_size": trainer.world_size}

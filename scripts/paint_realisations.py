@@ -1,0 +1,8 @@
+"""Rule paint_realisations: stellar-mass fields drawn from the painted distribution (dm2gal.realisations)."""
+
+from dm2gal.logs import log_to_file
+from dm2gal.realisations import write_realisations
+
+log_to_file(snakemake.log[0])
+i, p = snakemake.input, snakemake.params
+write_realisations(snakemake.output[0], i.field, i.scatter, p.base, p.snapshot, p.n, p.seed)

@@ -1,0 +1,53 @@
+"""Realisations of a painted cube: one draw per gravity-only subhalo, mean preserved."""
+
+import math
+
+import numpy as np
+
+from dm2gal.realisations import draw, host_subhalos, realise
+
+N, BOX = 16, 16.0  # 1 Mpc/h voxels
+
+
+def test_each_voxel_takes_the_subhalo_with_the_largest_cic_share():
+    # subhalo 0 sits at a voxel centre's corner point (its cloud: 8 voxels); subhalo 1, ten times
+    # lighter, shares one of them; voxel (10, 10, 10) is reached by nobody; positions wrap.
+    pos = np.array([[4.5, 4.5, 4.5], [5.2, 5.5, 5.5], [15.9, 0.3, 8.5]])
+    mass = np.array([1e12, 1e11, 1e11])
+    coords = np.array([[4, 4, 4], [5, 5, 5], [10, 10, 10], [15, 0, 8]])
+    hosts = host_subhalos(coords, (0, 0, 0), N, BOX, pos, mass)
+    assert hosts.tolist() == [0, 0, -1, 2]
+    alone = host_subhalos(np.array([[5, 6, 6]]), (0, 0, 0), N, BOX, pos, mass)
+    assert alone.tolist() == [1]  # only subhalo 1 reaches (5, 6, 6)
+    # cube-local coordinates are offsets from the origin, periodic
+    assert host_subhalos(np.array([[1, 2, 0]]), (14, 14, 8), N, BOX, pos, mass).tolist() == [2]
+
+
+def test_draws_keep_the_mean_and_are_coherent_within_a_host():
+    rng = np.random.default_rng(0)
+    mean = np.full(4, 1e10)
+    sigma = np.full(4, 0.3)
+    hosts = np.array([7, 7, 3, -1])
+    samples = np.array([draw(mean, sigma, hosts, 10, rng) for _ in range(40_000)])
+    ratio = samples.mean(axis=0) / mean
+    err = np.sqrt(math.exp((math.log(10) * 0.3) ** 2) - 1) / np.sqrt(len(samples))
+    assert np.all(np.abs(ratio - 1) < 5 * err)
+    logs = np.log10(samples)
+    assert np.allclose(logs[:, 0], logs[:, 1])  # one galaxy, one draw
+    c = np.corrcoef(logs.T)
+    assert abs(c[0, 2]) < 0.03 and abs(c[2, 3]) < 0.03
+    assert np.isclose(logs[:, 2].std(), 0.3, rtol=0.03)
+
+
+def test_realise_is_reproducible_and_paints_only_painted_voxels():
+    mean = np.zeros((N,) * 3, np.float32)
+    mean[4, 4, 4] = mean[5, 5, 5] = 1e10
+    sigma = np.where(mean > 0, 0.2, 0.0).astype(np.float32)
+    pos, mass = np.array([[4.5, 4.5, 4.5]]), np.array([1e12])
+    a = list(realise(mean, sigma, (0, 0, 0), N, BOX, pos, mass, 3, seed=11))
+    b = list(realise(mean, sigma, (0, 0, 0), N, BOX, pos, mass, 3, seed=11))
+    assert len(a) == 3 and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.count_nonzero(x) == 2 for x in a)
+    assert not np.array_equal(a[0], a[1])
+    # both voxels belong to the one subhalo: the same factor in each realisation
+    assert all(np.isclose(x[4, 4, 4], x[5, 5, 5]) for x in a)
