@@ -4,6 +4,7 @@
 import glob
 import json
 import os
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -54,14 +55,16 @@ def manifest(sim):
 
 
 def universe_base(universe, sim):
-    """basePath of one run of a held-out universe: generated under data_dir/universes/ (synthetic)
-    or the entry's dark_base / hydro_base (archive sources)."""
+    """basePath of one run of a universe: the training pair ("test"), generated under
+    data_dir/universes/ (synthetic) or the entry's dark_base / hydro_base (archive sources)."""
+    if universe == "test":
+        return sim_base(sim)
     entry = UNIVERSES[universe]
     return sim_base(universe_run(universe, sim)) if "seed_offset" in entry else entry[f"{sim}_base"]
 
 
 def universe_snapshot(universe):
-    return UNIVERSES[universe].get("snapshot", SNAPSHOT)
+    return SNAPSHOT if universe == "test" else UNIVERSES[universe].get("snapshot", SNAPSHOT)
 
 
 ACQUIRED_RUNS = list(tng.SIMS) + ([universe_run(u, sim) for u in EVAL_UNIVERSES for sim in tng.SIMS]
@@ -203,18 +206,39 @@ def hod_inputs(wildcards):
 # --- stats (rules/stats.smk) ---
 
 
-def painted_field(universe):
-    """The selected model's honest painting of a universe: the test cube, or a held-out box whole."""
-    if universe == "test":
-        return results("paint", "test", "stellar_mass.zarr")
-    return results("paint", "universes", universe, "stellar_mass.zarr")
+def painted_dir(universe):
+    """Where the selected model's honest painting of a universe goes, under results/paint/."""
+    return "test" if universe == "test" else f"universes/{universe}"
+
+
+def painted_universe(painted):
+    """The universe of a painted_dir."""
+    return painted.removeprefix("universes/")
+
+
+def painted_field(universe, quantity="stellar_mass"):
+    """The selected model's honest painting of a universe (the test cube, or a held-out box
+    whole): its mean stellar mass, or with quantity stellar_mass_scatter its log10 scatter."""
+    return results("paint", painted_dir(universe), f"{quantity}.zarr")
+
+
+def dm2gal_realisation_fields(universe):
+    """The paint.realisations fields drawn from the painting's predicted scatter."""
+    return [results("paint", painted_dir(universe), f"realisation_{i}.zarr")
+            for i in range(config["paint"]["realisations"])]
+
+
+def dark_catalogue_input(universe):
+    """What reading a universe's gravity-only subhalo catalogue depends on."""
+    return manifest("dark") if universe == "test" else acquired_input(universe, "dark")
 
 
 def stats_models(universe):
     """The models of one universe's statistics, in dm2gal.metrics.MODELS order (without "truth"):
     dm2gal_oracle on the test cube only (paint.oracle), ideal for the mini-universe only."""
     oracle = ["dm2gal_oracle"] if universe == "test" and config["paint"]["oracle"] else []
-    return ["dm2gal", *oracle, "hod", *(["ideal"] if SYNTHETIC else [])]
+    draws = ["dm2gal_realisations"] if config["paint"]["realisations"] else []
+    return ["dm2gal", *draws, *oracle, "hod", *(["ideal"] if SYNTHETIC else [])]
 
 
 def model_fields(universe, model):
@@ -223,6 +247,8 @@ def model_fields(universe, model):
         return painted_field(universe)
     if model == "dm2gal_oracle":
         return results("paint", "test_oracle", "stellar_mass.zarr")
+    if model == "dm2gal_realisations":
+        return dm2gal_realisation_fields(universe)
     if model == "hod":
         return hod_fields(universe)
     if model == "ideal":
@@ -243,7 +269,7 @@ def stats_inputs(wildcards):
     if u == "test":
         inputs["cubes"] = results("split", "cubes.json")
     if model != "truth":
-        inputs["realisations" if model == "hod" else "field"] = model_fields(u, model)
+        inputs["realisations" if model in ("hod", "dm2gal_realisations") else "field"] = model_fields(u, model)
     return inputs
 
 
@@ -273,6 +299,4 @@ def figure_png(name):
 
 def train_floor_input():
     """The generator's noise-free mean stellar-mass field, for the validation-MSE floor (synthetic source)."""
-    if config["acquire"]["source"] != "synthetic" or "stellar_mass_ideal" not in QUANTITIES:
-        return {}
-    return {"ideal": results("fields", "hydro", "stellar_mass_ideal.zarr")}
+    return {"ideal": results("fields", "hydro", "stellar_mass_ideal.zarr")} if SYNTHETIC else {}

@@ -33,6 +33,7 @@ use rule paint as paint_universe with:
         occupancy=results("paint", "test", "occupancy.json"),
     output:
         field=directory(painted_field("{universe}")),
+        scatter=directory(painted_field("{universe}", "stellar_mass_scatter")),
         catalogue=results("paint", "universes", "{universe}", "catalogue.hdf5"),
     wildcard_constraints:
         universe="|".join(EVAL_UNIVERSES),
@@ -51,4 +52,5 @@ FINAL_TARGETS.extend(universe_field(u, sim, q) for u in EVAL_UNIVERSES
                      for sim, q in [("dark", "dm_mass"), ("dark", "subhalo_mass"), ("hydro", "stellar_mass"),
                                     *([("hydro", "stellar_mass_ideal")] if SYNTHETIC else [])])
 FINAL_TARGETS.extend(path for u in EVAL_UNIVERSES
-                     for path in (painted_field(u), *hod_fields(u), results("hod", u, "bins.json")))
+                     for path in (painted_field(u), *hod_fields(u), *dm2gal_realisation_fields(u),
+                                  results("hod", u, "bins.json")))

@@ -4,7 +4,7 @@
 # occupancy threshold calibrated on the training region (paint_occupancy). With
 # paint.oracle, paint_oracle also paints the paper's "oracle positions" diagnostic;
 # paint_realisations draws paint.realisations stellar-mass fields from the predicted
-# scatter (one draw per gravity-only subhalo) for the test cube.
+# scatter (one draw per gravity-only subhalo) for the test cube and every held-out universe.
 
 PAINT = config["paint"]
 PAINT_EXTRA = {r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in config["extra_runs"]}
@@ -108,22 +108,21 @@ rule paint_oracle:
 
 rule paint_realisations:
     input:
-        field=results("paint", "{painting}", "stellar_mass.zarr"),
-        scatter=results("paint", "{painting}", "stellar_mass_scatter.zarr"),
-        dark=manifest("dark"),
+        field=results("paint", "{painted}", "stellar_mass.zarr"),
+        scatter=results("paint", "{painted}", "stellar_mass_scatter.zarr"),
+        dark=lambda w: dark_catalogue_input(painted_universe(w.painted)),
     output:
-        directory(results("paint", "{painting}", "realisations")),
+        [directory(results("paint", "{painted}", f"realisation_{i}.zarr")) for i in range(PAINT["realisations"])],
     wildcard_constraints:
-        painting="test",
+        painted="|".join(painted_dir(u) for u in ["test", *EVAL_UNIVERSES]),
     params:
-        base=sim_base("dark"),
-        snapshot=SNAPSHOT,
-        n=PAINT["realisations"],
-        seed=config["seed"],
+        base=lambda w: universe_base(painted_universe(w.painted), "dark"),
+        snapshot=lambda w: universe_snapshot(painted_universe(w.painted)),
+        seed=lambda w: [config["seed"], zlib.crc32(painted_universe(w.painted).encode())],
     log:
-        logs("paint_realisations", "{painting}"),
+        logs("paint_realisations", "{painted}"),
     benchmark:
-        results("benchmarks", "paint", "{painting}_realisations.tsv")
+        results("benchmarks", "paint_realisations", "{painted}.tsv")
     threads: 1
     conda:
         "../envs/sim.yaml"
@@ -137,7 +136,6 @@ rule paint_realisations:
 FINAL_TARGETS.extend(results("paint", p, f) for p in ["test", *PAINT_EXTRA]
                      for f in ("stellar_mass.zarr", "catalogue.hdf5"))
 FINAL_TARGETS.append(results("paint", "test", "occupancy.json"))
-if PAINT["realisations"]:
-    FINAL_TARGETS.append(results("paint", "test", "realisations"))
+FINAL_TARGETS.extend(dm2gal_realisation_fields("test"))
 if PAINT["oracle"]:
     FINAL_TARGETS.append(results("paint", "test_oracle", "stellar_mass.zarr"))

@@ -2,7 +2,7 @@
 `dm2gal.stats.summarise` (tests/test_metrics.py builds them)."""
 
 import numpy as np
-from test_metrics import BOX, CFG, N, noisy_copy, stack, toy_universe
+from test_metrics import BOX, CFG, N, noisy_copy, toy_universe
 from toy_universe import toy_fields
 
 from dm2gal import figures, stats
@@ -70,7 +70,7 @@ def test_a_single_hod_draw_is_drawn_without_a_band():
     import matplotlib.pyplot as plt
 
     g = run_groups()["test"]
-    one = dict(g, hod=stack([stats.summarise(toy_fields(N, seed=0)["stellar"], BOX, CFG,
+    one = dict(g, hod=stats.stack_realisations([stats.summarise(toy_fields(N, seed=0)["stellar"], BOX, CFG,
                                              truth=toy_fields(N, seed=0)["stellar"])]))
     fig, ax = plt.subplots()
     rows = figures.instances({"test": one}, "hod", figures.PK, ratio=True)

@@ -24,14 +24,6 @@ CFG = dict(mas="CIC", threads=1, k_range=[0.7, 6.0],
            r_at_k=2.0)
 
 
-def stack(draws: list[dict]) -> dict:
-    """Draws in the layout of `dm2gal.stats.stack_realisations` (eval contract): a leading
-    realisation axis on every per-field array, shared keys once, `realisations` = N."""
-    out = {k: (v if k in metrics.SHARED_KEYS else np.stack([d[k] for d in draws])) for k, v in draws[0].items()}
-    out["realisations"] = len(draws)
-    return out
-
-
 def boosted(t: np.ndarray, factor: float = 1.3) -> np.ndarray:
     """The painter of the known-answer test: true masses above 1e10 Msun/h times `factor`."""
     return np.where(t > 1e10, t * factor, t).astype(np.float32)
@@ -48,20 +40,20 @@ def toy_universe(seed: int, painter, n_draws: int = 4, copy_dex: float = 0.01) -
     t = toy_fields(N, seed=seed)["stellar"]
     summ = lambda f: stats.summarise(f, BOX, CFG, truth=t)  # noqa: E731
     return {"truth": stats.summarise(t, BOX, CFG), "dm2gal": summ(painter(t, rng)),
-            "hod": stack([summ(noisy_copy(t, rng, copy_dex)) for _ in range(n_draws)])}
+            "hod": stats.stack_realisations([summ(noisy_copy(t, rng, copy_dex)) for _ in range(n_draws)])}
 
 
 def test_split_realisations_inverts_the_stacking():
     t = toy_fields(N, seed=3)["stellar"]
     rng = np.random.default_rng(0)
     draws = [stats.summarise(noisy_copy(t, rng, 0.1), BOX, CFG, truth=t) for _ in range(3)]
-    back = metrics.split_realisations(stack(draws))
+    back = stats.split_realisations(stats.stack_realisations(draws))
     assert len(back) == 3
     for d, b in zip(draws, back):
         assert set(b) == set(d)
         for key in d:
             np.testing.assert_array_equal(b[key], d[key])
-    assert metrics.split_realisations(draws[0]) == [draws[0]]
+    assert stats.split_realisations(draws[0]) == [draws[0]]
 
 
 def test_bin_scores_on_known_values():
@@ -78,7 +70,7 @@ def test_bin_scores_on_known_values():
 def test_truth_copy_scores_zero_and_metrics_are_strict_json(tmp_path):
     t = toy_fields(N, seed=4)["stellar"]
     s = stats.summarise(t, BOX, CFG, truth=t)
-    universe = {"truth": stats.summarise(t, BOX, CFG), "dm2gal": s, "hod": stack([s, s]), "ideal": s}
+    universe = {"truth": stats.summarise(t, BOX, CFG), "dm2gal": s, "hod": stats.stack_realisations([s, s]), "ideal": s}
     m = metrics.compute_metrics({"test": universe, "a": universe, "b": universe}, CFG)
     for stat in metrics.BINNED:
         for name in metrics.BIN_SCORES:

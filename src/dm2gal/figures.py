@@ -2,7 +2,7 @@
 
 Inputs are `stats.summarise` dicts keyed {universe: {'truth' | model: dict}} ('test' is
 the test cube, other names held-out universes; a 'hod' dict holds its draws on a
-leading axis, `metrics.split_realisations`), and for Figure 1 five projected maps of
+leading axis, `stats.split_realisations`), and for Figure 1 five projected maps of
 a cubic region of the test cube. Colours follow the paper: truth blue, dm2gal red,
 HOD green; the oracle painting is drawn dashed and always labelled 'dm2gal (oracle
 positions)', the 'ideal' painter (noise-free mean) dotted black as the reference.
@@ -33,19 +33,21 @@ import numpy as np  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from .metrics import MODELS, TEST, split_realisations  # noqa: E402
+from .metrics import MODELS, TEST  # noqa: E402
+from .stats import split_realisations  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 STYLE = {
     "truth": dict(color="tab:blue", label="hydro (truth)", ls="-", lw=2.2),
     "dm2gal": dict(color="tab:red", label="dm2gal", ls="-", lw=1.5),
+    "dm2gal_realisations": dict(color="tab:orange", label="dm2gal realisations", ls="-.", lw=1.3),
     "dm2gal_oracle": dict(color="darkred", label="dm2gal (oracle positions)", ls="--", lw=1.5),
     "hod": dict(color="tab:green", label="HOD", ls="-", lw=1.5),
     "ideal": dict(color="k", label="ideal (noise-free mean)", ls=":", lw=1.5),
 }
 ORDER = ("truth",) + MODELS
-BANDED = ("dm2gal", "hod")
+BANDED = ("dm2gal", "dm2gal_realisations", "hod")
 """Models drawn with a band of their spread (the others as lines only)."""
 MAPS = (("dm", "dark matter", "gravity-only"), ("subhalos", "subhalos", "gravity-only"),
         ("dm2gal", "dm2gal", "stellar mass"), ("truth", "hydro", "stellar mass"),

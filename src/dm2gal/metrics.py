@@ -50,9 +50,15 @@ import os
 
 import numpy as np
 
-MODELS = ("dm2gal", "dm2gal_oracle", "hod", "ideal")
-"""Models compared with the truth, in this order (dm2gal_oracle on 'test' only when painted;
-ideal only for the synthetic source)."""
+from .stats import split_realisations
+
+MODELS = ("dm2gal", "dm2gal_realisations", "dm2gal_oracle", "hod", "ideal")
+"""Models compared with the truth, in this order: dm2gal's mean field, its realisations (drawn
+from the predicted scatter, paint.realisations), the oracle painting ('test' only, when
+painted), the HOD (its draws), the noise-free mean (synthetic source only)."""
+CONTENDERS = ("dm2gal", "dm2gal_realisations", "ideal")
+"""The models given a verdict against the HOD (the key `verdicts` holds dm2gal's,
+`verdicts_<model>` the others')."""
 
 TEST = "test"
 """The universe name of the training universe's test cube."""
@@ -66,10 +72,6 @@ VERDICT_SCORE = "mean_abs_log10"
 """The score the verdicts of pk, bk and pdf compare (symmetric, one weight per bin)."""
 RATIO_FLOOR = 1e-2
 """X/T below this (wrong sign, empty model bin) counts as this in mean_abs_log10."""
-
-SHARED_KEYS = frozenset({"k", "nmodes", "pdf_edges", "theta", "triangles", "k3", "box_size",
-                         "n_grid", "mas", "realisations"})
-"""Keys of a stacked 'hod' dict that have no realisation axis (dm2gal.stats.stack_realisations)."""
 
 ERROR_MODEL = {
     "chi2_dof": "Gaussian variance of the difference model - truth on the same density field: "
@@ -111,16 +113,6 @@ def chi2_dof(model: np.ndarray, truth: np.ndarray, var: np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         z2 = np.where(diff2 == 0, 0.0, diff2 / var)
     return float(np.mean(z2))
-
-
-def split_realisations(s: dict) -> list[dict]:
-    """The draws of a stacked dict as a list of plain `summarise` dicts ([s] when unstacked)."""
-    n = s.get("realisations")
-    if n is None:
-        return [s]
-    n = int(n)
-    return [{key: (value if key in SHARED_KEYS or np.ndim(value) == 0 else np.asarray(value)[i])
-             for key, value in s.items() if key != "realisations"} for i in range(n)]
 
 
 def bin_masks(truth: dict, cfg: dict) -> dict[str, np.ndarray]:
@@ -250,7 +242,7 @@ def compute_metrics(stats_by_universe: dict[str, dict[str, dict]], cfg: dict,
     out["verdict_sigma"] = VERDICT_SIGMA
     out["scores"] = _score_table(scores, draws, stats_by_universe, masks, held_out)
     out["verdicts"] = {}
-    for model in ("dm2gal", "ideal"):
+    for model in CONTENDERS:
         v = _verdicts(scores, model, held_out)
         if v:
             out["verdicts" if model == "dm2gal" else f"verdicts_{model}"] = v
@@ -311,7 +303,7 @@ def _verdicts(scores, model: str, held_out: list[str]) -> dict:
             have = [u for u in universes if u in scores and model in scores[u] and "hod" in scores[u]]
             if not have:
                 continue
-            a = [scores[u][model][0][stat][name] for u in have]
+            a = [float(np.mean([d[stat][name] for d in scores[u][model]])) for u in have]  # mean over draws
             h = [np.array([d[stat][name] for d in scores[u]["hod"]]) for u in have]
             v = verdict(a, h, basis if len(have) > 1 or key == "test" else "one held-out universe, HOD draws only")
             v["winner"] = model if v["winner"] == "model" else "hod"
@@ -360,26 +352,28 @@ def _cell(entry: dict, key: str) -> str:
 
 
 def verdict_table(metrics: dict) -> str:
-    """The verdicts as an HTML table: statistic, score, basis, dm2gal, HOD, ideal (mean +- std
-    over held-out universes, or the test-cube value +- the HOD draw scatter), who wins, and
-    the significance (difference / sigma, and its Gaussian equivalent)."""
+    """The verdicts as an HTML table, a row per contender (CONTENDERS) and statistic: the score,
+    its basis, the model's and the HOD's values (mean +- std over held-out universes, or the
+    test-cube value +- the draw scatter), who wins, and the significance (difference / sigma,
+    and its Gaussian equivalent)."""
     import html
 
-    head = ("statistic", "score", "basis", "dm2gal", "HOD", "ideal", "closer to the truth",
+    head = ("model", "statistic", "score", "basis", "model's score", "HOD", "closer to the truth",
             "difference / sigma (dof)", "significance [Gaussian sigma]")
     rows = []
-    for stat, v in metrics["verdicts"].items():
-        key = "held_out" if "held_out" in v else "test"
-        cells = [stat, v["score"], v["basis"]]
-        for model in ("dm2gal", "hod", "ideal"):
-            entry = metrics["scores"][stat].get(model, {}).get(v["score"], {})
-            ok = "universes_mean" in entry if key == "held_out" else "test" in entry
-            cells.append(_cell(entry, key) if ok else "&ndash;")
-        n_sigma = "&ndash;" if v["n_sigma"] is None else f"{v['n_sigma']:+.2f} ({v['dof']})"
-        sig = "&ndash;" if v["significance"] is None else f"{abs(v['significance']):.1f}"
-        cells += [v["winner"], n_sigma, sig]
-        rows.append("<tr>" + "".join(f"<td>{c if '&' in str(c) else html.escape(str(c))}</td>"
-                                     for c in cells) + "</tr>")
+    for model in CONTENDERS:
+        for stat, v in metrics.get("verdicts" if model == "dm2gal" else f"verdicts_{model}", {}).items():
+            key = "held_out" if "held_out" in v else "test"
+            cells = [model, stat, v["score"], v["basis"]]
+            for m in (model, "hod"):
+                entry = metrics["scores"][stat].get(m, {}).get(v["score"], {})
+                ok = "universes_mean" in entry if key == "held_out" else "test" in entry
+                cells.append(_cell(entry, key) if ok else "&ndash;")
+            n_sigma = "&ndash;" if v["n_sigma"] is None else f"{v['n_sigma']:+.2f} ({v['dof']})"
+            sig = "&ndash;" if v["significance"] is None else f"{abs(v['significance']):.1f}"
+            cells += [v["winner"], n_sigma, sig]
+            rows.append("<tr>" + "".join(f"<td>{c if '&' in str(c) else html.escape(str(c))}</td>"
+                                         for c in cells) + "</tr>")
     return ("<table>\n<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
             + "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>\n"
             + f"<p>Lower scores are closer to the truth. sigma: {html.escape(VERDICT_SIGMA)}.</p>\n")

@@ -85,7 +85,7 @@ def draw(mean: np.ndarray, sigma: np.ndarray, hosts: np.ndarray, n_subhalos: int
 
 
 def realise(mean_cube: np.ndarray, sigma_cube: np.ndarray, origin, n_grid: int, box_size: float,
-            sub_pos: np.ndarray, sub_mass: np.ndarray, n_realisations: int, seed: int):
+            sub_pos: np.ndarray, sub_mass: np.ndarray, n_realisations: int, seed):
     """Yield `n_realisations` (s, s, s) float32 realisations of a painted cube whose first voxel
     is `origin` of the parent grid; draw i uses numpy's SeedSequence(seed).spawn(n)[i]."""
     painted = np.argwhere(mean_cube > 0)
@@ -99,22 +99,20 @@ def realise(mean_cube: np.ndarray, sigma_cube: np.ndarray, origin, n_grid: int, 
         yield cube
 
 
-def write_realisations(out_dir, mean_path, scatter_path, base: str, snapshot: int, n_realisations: int,
-                       seed: int) -> None:
-    """The folder `out_dir` of `n_realisations` drawn fields r0.zarr ... of a painted cube field
-    (attributes as the painted field's, plus the draw), the hosts taken from the gravity-only
-    subhalo catalogue at illustris_python's `base`; written atomically."""
+def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: int, seed) -> None:
+    """One drawn field per path of `out_paths` from a painted field (attributes as the painted
+    field's, plus the draw), each written atomically; the hosts come from the gravity-only
+    subhalo catalogue at illustris_python's `base`; `seed` is an int or a list of ints
+    (numpy SeedSequence entropy)."""
     mean_field = open_field(mean_path)
     attrs = dict(mean_field.attrs)
     subs = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMass"])
     pos, mass = (subs["SubhaloPos"], subs["SubhaloMass"]) if subs["count"] else (np.zeros((0, 3)), np.zeros(0))
-    draws = realise(np.asarray(mean_field[...]), np.asarray(open_field(scatter_path)[...]),
-                    attrs["origin"], int(attrs["parent_n_grid"]), float(attrs["parent_box_size"]), pos, mass,
-                    n_realisations, seed)
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        for i, cube in enumerate(draws):
-            out = create_field(tmp / f"r{i}.zarr", dict(attrs, realisation=i, realisations=n_realisations,
-                                                        seed=int(seed), drawn="one z per gravity-only subhalo"))
+    draws = realise(np.asarray(mean_field[...]), np.asarray(open_field(scatter_path)[...]), attrs["origin"],
+                    int(attrs["parent_n_grid"]), float(attrs["parent_box_size"]), pos, mass, len(out_paths), seed)
+    for i, (path, cube) in enumerate(zip(out_paths, draws)):
+        with atomic_path(path) as tmp:
+            out = create_field(tmp, dict(attrs, realisation=i, realisations=len(out_paths), seed=seed,
+                                         drawn="one z per gravity-only subhalo"))
             out[...] = cube
-    log.info("%d realisations drawn (seed %d) into %s", n_realisations, seed, out_dir)
+    log.info("%d realisations drawn (seed %s)", len(out_paths), seed)
