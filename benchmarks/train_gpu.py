@@ -156,7 +156,8 @@ def lightning_fit(args) -> None:
     truth = np.zeros((val_size,) * 3)
     truth[tuple(val_coords.T)] = 10 ** rng.uniform(8, 11.5, 2000)
     data = train.TrainingData(
-        dm=dm, subhalo=sub, coords=coords, log_mstar=log_m, weights=np.ones(m), val_coords=val_coords,
+        dm=dm, subhalo=sub, coords=coords, log_mstar=log_m, weights=np.ones(m), importance=np.ones(m),
+        val_coords=val_coords,
         val_log_mstar=np.log10(truth[tuple(val_coords.T)]).astype(np.float32), val_candidates=val_coords,
         val_start=np.zeros(3, int),
         val_truth=truth, n_grid=n, box_size=75.0 * n / 2048,

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from dm2gal.split import Cube, cubes_overlap, resolve_cube, run_split, sample_weights, slab_mask
+from dm2gal.split import Cube, cubes_overlap, input_weights, resolve_cube, run_split, sample_weights, slab_mask
 from toy_universe import write_toy
 
 SPLIT_CFG = dict(units="box", validation=dict(start=[0.0, 0.0, 0.0], size=0.41),
@@ -57,6 +57,19 @@ def test_weights_are_inverse_bin_counts_so_every_bin_is_drawn_equally():
     assert np.allclose(totals, totals[0])
 
 
+def test_input_weights_draw_every_subhalo_mass_bin_equally_and_the_empty_voxels_as_one_bin():
+    rng = np.random.default_rng(2)
+    sub = np.where(rng.random(20_000) < 0.05, 0.0, 10 ** rng.exponential(0.5, 20_000) * 1e10)
+    w, edges = input_weights(sub, 8)
+    assert np.isclose(w.mean(), 1.0) and len(edges) == 9
+    positive = sub > 0
+    bins = np.where(positive, np.clip(np.digitize(np.log10(np.where(positive, sub, 1)), edges) - 1, 0, 7), 8)
+    totals = np.bincount(bins, weights=w)
+    occupied = np.bincount(bins) > 0
+    assert np.allclose(totals[occupied], totals[occupied][0])  # every occupied bin, the empty one too
+    assert np.all(w[~positive] == w[~positive][0])
+
+
 def test_weight_power_interpolates_from_uniform_to_equal_total_per_bin():
     rng = np.random.default_rng(1)
     mstar = 10 ** (8 + rng.exponential(0.6, 5000))  # a falling mass function, e-fold per 0.6 dex
@@ -104,7 +117,10 @@ def test_training_voxels_and_normalisation_match_brute_force(toy_split):
         v = np.log10(1 + fields[key].reshape(-1).astype(np.float64) / scale)[region]
         assert np.isclose(npz["input_mean"][c], v.mean()) and np.isclose(npz["input_std"][c], v.std())
     assert np.isclose(npz["target_mean"], np.log10(got).mean())
-    assert np.isclose(npz["weights"].mean(), 1.0)
+    # the default weights are counted in the input subhalo mass, so no importance weighting
+    sub_at = fields["subhalo"][tuple(npz["coords"].T)].astype(np.float64)
+    assert np.allclose(npz["weights"], input_weights(sub_at, SPLIT_CFG["weight_bins"])[0])
+    assert str(npz["weight_by"]) == "subhalo_mass" and np.all(npz["importance"] == 1)
     vwant = {tuple(v) for v in grid[val.contains(grid, n) & (ms > 1e8)]}
     assert {tuple(v) for v in npz["val_coords"]} == vwant
 
@@ -134,3 +150,19 @@ def test_overlapping_cubes_are_refused(tmp_path):
                   tmp_path / "data/dark/output", tmp_path / "data/hydro/output", 99, cfg,
                   tmp_path / "c.json", tmp_path / "t.npz")
     assert not (tmp_path / "c.json").exists()
+
+
+def test_stellar_mass_weights_carry_their_importance_weights(tmp_path):
+    """The paper's weighting (counted in the target's mass) stores mean(w) / w, which the
+    unbiased objective multiplies each drawn sample's loss by."""
+    write_toy(tmp_path / "results", tmp_path / "data", n=24, n_sub=400, seed=4)
+    f = tmp_path / "results" / "fields"
+    out = (tmp_path / "cubes.json", tmp_path / "train.npz")
+    run_split(f / "dark/dm_mass.zarr", f / "dark/subhalo_mass.zarr", f / "hydro/stellar_mass.zarr",
+              tmp_path / "data/dark/output", tmp_path / "data/hydro/output", 99,
+              dict(SPLIT_CFG, weight_by="stellar_mass"), *out)
+    npz = np.load(out[1])
+    assert str(npz["weight_by"]) == "stellar_mass"
+    assert np.allclose(npz["weights"], sample_weights(10.0 ** npz["log_mstar"].astype(np.float64), 100, 1e8,
+                                                      10 ** 11.5)[0], rtol=1e-4)
+    assert np.allclose(npz["importance"], npz["weights"].mean() / npz["weights"], rtol=1e-5)

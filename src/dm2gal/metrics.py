@@ -165,7 +165,8 @@ def field_scores(s: dict, truth: dict, masks: dict, k_r: float) -> dict[str, dic
 
 def univ_chi2(draws_by_universe: list[list[dict]], truths: list[dict], masks: list[dict]) -> dict:
     """{stat: chi2_univ_dof}: each (universe, draw)'s (X - T)^2 over the bin-by-bin scatter of
-    X - T across all of them, averaged; bins common to every universe (PDF: truth voxels in all)."""
+    X - T across all of them, averaged; bins common to every universe (PDF: truth voxels in all)
+    where that scatter is not zero (identical integer PDF differences leave a bin out)."""
     common = {"pk": np.logical_and.reduce([m["pk"] for m in masks]),
               "pdf": np.logical_and.reduce([m["pdf"] for m in masks])}
     out = {}
@@ -175,7 +176,9 @@ def univ_chi2(draws_by_universe: list[list[dict]], truths: list[dict], masks: li
         if len(diffs) < 2 or diffs.shape[1] == 0:
             continue
         var = np.var(diffs, axis=0, ddof=1)
-        out[stat] = float(np.mean([chi2_dof(d, 0.0, var) for d in diffs]))
+        spread = var > 0  # a bin whose difference is the same everywhere has no scatter to divide by
+        if spread.any():
+            out[stat] = float(np.mean([chi2_dof(d[spread], 0.0, var[spread]) for d in diffs]))
     return out
 
 

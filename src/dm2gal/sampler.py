@@ -136,12 +136,13 @@ class WeightedDraws:
     `coords` (N, 3) voxel indices, `targets` (N,) normalised log10 stellar mass,
     `weights` (N,) non-negative. The draws come from a CPU generator seeded by
     `seed`, so a given seed gives the same batches on any device. Each draw carries
-    its importance weight mean(w) / w_i: a loss averaged with it over weighted draws
-    has the expectation of the loss averaged uniformly over the training voxels.
+    an importance weight: `importance` (N,) when given, else mean(w) / w_i, with which a
+    loss averaged over weighted draws has the expectation of the loss averaged uniformly
+    over the training voxels (needed when the weights depend on the target).
     """
 
     def __init__(self, coords: np.ndarray, targets: np.ndarray, weights: np.ndarray, seed: int,
-                 rotate: bool = True):
+                 rotate: bool = True, importance: np.ndarray | None = None):
         if not (len(coords) == len(targets) == len(weights)) or len(coords) == 0:
             raise ValueError("coords, targets and weights must be non-empty and of equal length")
         w = np.asarray(weights, dtype=np.float64)
@@ -151,8 +152,10 @@ class WeightedDraws:
         self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
         cdf = torch.as_tensor(np.cumsum(w))
         self.cdf = cdf / cdf[-1]
-        with np.errstate(divide="ignore"):
-            self.importance = torch.as_tensor(w.mean() / w, dtype=torch.float32)  # inf only where never drawn
+        if importance is None:
+            with np.errstate(divide="ignore"):
+                importance = w.mean() / w  # inf only where never drawn
+        self.importance = torch.as_tensor(np.asarray(importance), dtype=torch.float32)
         self.rotate = rotate
         self.generator = torch.Generator().manual_seed(int(seed))
 

@@ -78,7 +78,8 @@ def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, sl
     """Walk the box in x-slabs: training voxels and input statistics outside `cubes`.
 
     `stellar` and each of `inputs` are (n, n, n) arrays or Zarr arrays [Msun/h].
-    Returns coords (N, 3) int32 and mstar (N,) float64 of voxels with stellar mass >
+    Returns coords (N, 3) int32, mstar (N,) float64 and inputs (N, C) float64 (the input
+    fields there) of voxels with stellar mass >
     `min_mass` outside every cube, and mean/std (per input) of log10(1 + M / scale) over
     all voxels outside the cubes (`scales` [Msun/h] per input, default 1), and box_mean
     (per input): the voxel mean of M over the box.
@@ -88,7 +89,7 @@ def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, sl
     s1 = np.zeros(len(inputs))
     s2 = np.zeros(len(inputs))
     count = 0
-    coords, mstar = [], []
+    coords, mstar, at = [], [], []
     for x0 in tqdm(range(0, n, slab), desc="split: scanning slabs", mininterval=5):
         x1 = min(x0 + slab, n)
         region = np.ones((x1 - x0, n, n), dtype=bool)
@@ -103,6 +104,7 @@ def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, sl
             s2[c] += np.square(v).sum()
         m = np.asarray(stellar[x0:x1], dtype=np.float64)
         idx = np.nonzero(region & (m > min_mass))
+        at.append(np.stack([np.asarray(field[x0:x1])[idx] for field in inputs], axis=1).astype(np.float64))
         coords.append(np.stack([idx[0] + x0, idx[1], idx[2]], axis=1).astype(np.int32))
         mstar.append(m[idx])
     if count == 0:
@@ -111,27 +113,41 @@ def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, sl
     std = np.sqrt(np.maximum(s2 / count - mean ** 2, 0.0))
     if (std == 0).any():
         raise ValueError("an input field is constant over the training region")
-    return dict(coords=np.concatenate(coords), mstar=np.concatenate(mstar), input_mean=mean, input_std=std,
-                box_mean=total / n ** 3)
+    return dict(coords=np.concatenate(coords), mstar=np.concatenate(mstar), inputs=np.concatenate(at),
+                input_mean=mean, input_std=std, box_mean=total / n ** 3)
 
 
 def sample_weights(mstar: np.ndarray, n_bins: int, lo: float, hi: float,
                    power: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(weights (N,), edges (n_bins + 1,)): each voxel's log10 M* bin count to the -`power`.
+    """(weights (N,), edges (n_bins + 1,)): each voxel's log10 mass bin count to the -`power`.
 
     Bins are logarithmic between `lo` and `hi` [Msun/h]; masses beyond `hi` join the
-    last bin, masses at `lo` the first. Weights are scaled to mean 1. `power` = 1 (the
+    last bin, masses at or below `lo` the first. Weights are scaled to mean 1. `power` = 1 (the
     paper) draws every occupied bin equally often; 0 draws voxels uniformly. Under
     weights w(y) the MSE-optimal prediction is the w-weighted conditional mean, biased
     by about power * sigma^2 * d ln(1/n)/dy for a scatter sigma of y = log10 M* at
     fixed input, upwards where the mass function falls (docs/training.md).
     """
     edges = np.linspace(np.log10(lo), np.log10(hi), n_bins + 1)
-    b = np.clip(np.digitize(np.log10(mstar), edges) - 1, 0, n_bins - 1)
+    with np.errstate(divide="ignore"):
+        b = np.clip(np.digitize(np.log10(mstar), edges) - 1, 0, n_bins - 1)
     counts = np.bincount(b, minlength=n_bins)
     w = counts[b].astype(np.float64) ** -power
     return w / w.mean(), edges
 
+
+def input_weights(sub_mass: np.ndarray, n_bins: int, power: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(weights (N,), edges (n_bins + 1,) log10 Msun/h): sampling weights counted in log bins of
+    the voxels' gravity-only subhalo mass [Msun/h] over its positive range, to the -`power`,
+    mean 1; voxels without subhalo mass are one more bin. The subhalo mass is an input, so
+    draws by these weights keep the unweighted conditional mean as every loss's optimum."""
+    positive = sub_mass > 0
+    log_m = np.log10(np.where(positive, sub_mass, 1.0))
+    lo, hi = (log_m[positive].min(), log_m[positive].max()) if positive.any() else (0.0, 1.0)
+    edges = np.linspace(lo, hi + 1e-9, n_bins + 1)
+    bins = np.where(positive, np.clip(np.digitize(log_m, edges) - 1, 0, n_bins - 1), n_bins)
+    w = np.bincount(bins, minlength=n_bins + 1)[bins].astype(np.float64) ** -power
+    return w / w.mean(), edges
 
 def cube_report(cube: Cube, stellar, dm, dm_box_mean: float, min_mass: float, box_size: float,
                 galaxies: dict, halos: dict) -> dict:
@@ -203,8 +219,10 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     """The split stage: cubes.json (cubes and their reports) and train.npz (see docs/pipeline.md).
 
     `cfg` is the `split` config section. train.npz holds: coords (N, 3) int32 training
-    voxels, log_mstar (N,) float32 log10 M* [Msun/h], weights (N,) (mean 1),
-    bin_edges (log10 Msun/h), input_scale (2,) [Msun/h] the mean matter mass per voxel (the
+    voxels, log_mstar (N,) float32 log10 M* [Msun/h], weights (N,) (sampling, mean 1,
+    counted in bins of `weight_by`), importance (N,) (what the unbiased objective
+    multiplies each drawn sample's loss by: 1 for input weights, mean(w)/w for stellar-mass
+    weights), weight_by, bin_edges (log10 Msun/h), input_scale (2,) [Msun/h] the mean matter mass per voxel (the
     dark-matter field's total mass / n^3) for both inputs, input_mean / input_std (2,) of
     log10(1 + M / input_scale) for [dm_mass, subhalo_mass], target_mean / target_std of log10 M* over the training
     voxels, val_coords / val_log_mstar (the validation cube's voxels above the
@@ -227,8 +245,15 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
                                 scales=[scale, scale])
     if len(scan["mstar"]) == 0:
         raise ValueError(f"no training voxel has stellar mass > {min_mass:g} Msun/h")
-    weights, edges = sample_weights(scan["mstar"], int(cfg["weight_bins"]), min_mass, float(cfg["weight_max_mass"]),
-                                    float(cfg.get("weight_power", 1.0)))
+    power = float(cfg.get("weight_power", 1.0))
+    if cfg.get("weight_by", "subhalo_mass") == "subhalo_mass":
+        weights, edges = input_weights(scan["inputs"][:, 1], int(cfg["weight_bins"]), power)
+        importance = np.ones(len(weights))  # weights of an input: no correction needed
+    else:
+        weights, edges = sample_weights(scan["mstar"], int(cfg["weight_bins"]), min_mass,
+                                        float(cfg["weight_max_mass"]), power)
+        importance = weights.mean() / weights  # undoes draws weighted by the target
+
     log_m = np.log10(scan["mstar"])
     val = cubes["validation"]
     vm = read_periodic(stellar, val.start, (val.size,) * 3)
@@ -253,7 +278,8 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     with atomic_path(cubes_json) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     with atomic_path(train_npz) as tmp, open(tmp, "wb") as f:
-        np.savez(f, coords=scan["coords"], log_mstar=log_m.astype(np.float32), weights=weights, bin_edges=edges,
+        np.savez(f, coords=scan["coords"], log_mstar=log_m.astype(np.float32), weights=weights,
+                 importance=importance.astype(np.float32), weight_by=cfg.get("weight_by", "subhalo_mass"), bin_edges=edges,
                  input_scale=np.array([scale, scale]), input_mean=scan["input_mean"], input_std=scan["input_std"],
                  target_mean=log_m.mean(), target_std=log_m.std(),
                  val_coords=val_coords, val_log_mstar=np.log10(vm[vm > min_mass]).astype(np.float32),

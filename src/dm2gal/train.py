@@ -64,8 +64,8 @@ class TrainingData:
     """What one training run needs, held in memory.
 
     dm, subhalo: (n, n, n) input fields [Msun/h] (arrays or anything sliceable along
-    axis 0); coords (N, 3), log_mstar (N,) [log10 Msun/h], weights (N,): training
-    voxels; val_coords (M, 3), val_log_mstar (M,): the validation galaxy voxels;
+    axis 0); coords (N, 3), log_mstar (N,) [log10 Msun/h], weights (N,) (sampling),
+    importance (N,) (loss factors of the unbiased objective): training voxels; val_coords (M, 3), val_log_mstar (M,): the validation galaxy voxels;
     val_candidates (K, 3): the validation cube's voxels the honest painter paints;
     val_start [3], val_truth (s, s, s) [Msun/h]: the true validation cube;
     val_ideal_log_mstar (M,) or None: log10 of the noise-free mean at val_coords;
@@ -77,6 +77,7 @@ class TrainingData:
     coords: np.ndarray
     log_mstar: np.ndarray
     weights: np.ndarray
+    importance: np.ndarray
     val_coords: np.ndarray
     val_log_mstar: np.ndarray
     val_candidates: np.ndarray
@@ -118,6 +119,7 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
         ideal = np.log10(cube[tuple(((val_coords - np.asarray(start)) % n).T)])
     return TrainingData(
         dm=dm, subhalo=sub, coords=split["coords"], log_mstar=split["log_mstar"], weights=split["weights"],
+        importance=split["importance"],
         val_coords=val_coords, val_log_mstar=split["val_log_mstar"],
         val_candidates=(local + np.asarray(start)) % n, val_start=np.asarray(start),
         val_truth=truth.astype(np.float64), n_grid=n, box_size=float(attrs["box_size"]),
@@ -214,7 +216,7 @@ class Dm2GalModule(L.LightningModule):
     def train_dataloader(self):
         d = self.data
         draws = WeightedDraws(d.coords, d.normalised(d.log_mstar), d.weights,
-                              seed=self.hp["seed"] + 1000 * self.global_rank)
+                              seed=self.hp["seed"] + 1000 * self.global_rank, importance=d.importance)
         batches = DrawnBatches(draws, self.hp["batch_size"], self.hp["steps_per_epoch"])
         return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
 
