@@ -10,7 +10,7 @@ from toy_universe import write_toy
 
 SPLIT_CFG = dict(units="box", validation=dict(start=[0.0, 0.0, 0.0], size=0.41),
                  test=dict(start=[0.5, 0.5, 0.5], size=0.41), min_stellar_mass=1e8, weight_bins=100,
-                 weight_max_mass=10 ** 11.5, halo_mass_field="Group_M_Crit200")
+                 weight_max_mass=10 ** 11.5, halo_mass_field="Group_M_Crit200", weight_by="subhalo_mass")
 
 
 def test_cube_units_agree_and_reproduce_the_papers_tng100_cubes():
@@ -117,7 +117,7 @@ def test_training_voxels_and_normalisation_match_brute_force(toy_split):
         v = np.log10(1 + fields[key].reshape(-1).astype(np.float64) / scale)[region]
         assert np.isclose(npz["input_mean"][c], v.mean()) and np.isclose(npz["input_std"][c], v.std())
     assert np.isclose(npz["target_mean"], np.log10(got).mean())
-    # the default weights are counted in the input subhalo mass, so no importance weighting
+    # weights counted in the input subhalo mass need no importance weighting
     sub_at = fields["subhalo"][tuple(npz["coords"].T)].astype(np.float64)
     assert np.allclose(npz["weights"], input_weights(sub_at, SPLIT_CFG["weight_bins"])[0])
     assert str(npz["weight_by"]) == "subhalo_mass" and np.all(npz["importance"] == 1)

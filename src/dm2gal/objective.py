@@ -1,15 +1,17 @@
 """Training objectives: what the network's head means and the loss that fits it.
 
 Patches are drawn by the split's weights w (`dm2gal.sampler.WeightedDraws`: rare
-massive galaxies are seen as often as common ones). Under such draws a plain MSE is
-minimised by the *w-weighted* conditional mean of y = log10 M*, which sits above the
-plain one wherever the stellar-mass function falls (Kasmanoff et al. 2020 use it).
+massive galaxies are seen as often as common ones). Weights counted in the target's
+own mass (the paper's) make a plain MSE's optimum the *w-weighted* conditional mean of
+y = log10 M*, which sits above the plain one wherever the stellar-mass function
+falls; weights counted in an input (the default, gravity-only subhalo mass) leave the
+optimum where it is.
 
 - `unbiased` (the default): the head gives the mean mu and the log scatter of y
   (normalised units), fitted by a Gaussian negative log-likelihood whose every sample
-  is multiplied by its importance weight mean(w) / w_i, so that the expected loss is
-  the loss over the training voxels drawn uniformly: the optimum is the unweighted
-  conditional mean and variance. `beta` > 0 is the beta-NLL of Seitzer et al. (2022):
+  is multiplied by its importance weight (`split`: 1 for input weights, mean(w) / w_i
+  for target weights, so that the expected loss is the loss over the training voxels
+  drawn uniformly): the optimum is the unweighted conditional mean and variance. `beta` > 0 is the beta-NLL of Seitzer et al. (2022):
   each sample's NLL is multiplied by the (not differentiated) sigma^(2 beta), which
   keeps the mean's gradient from vanishing where sigma is large; the optimum is the
   same. The painted mass is the log-normal mean 10^(mu + ln10 sigma^2 / 2)

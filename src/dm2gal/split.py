@@ -246,7 +246,7 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     if len(scan["mstar"]) == 0:
         raise ValueError(f"no training voxel has stellar mass > {min_mass:g} Msun/h")
     power = float(cfg.get("weight_power", 1.0))
-    if cfg.get("weight_by", "subhalo_mass") == "subhalo_mass":
+    if cfg.get("weight_by", "stellar_mass") == "subhalo_mass":
         weights, edges = input_weights(scan["inputs"][:, 1], int(cfg["weight_bins"]), power)
         importance = np.ones(len(weights))  # weights of an input: no correction needed
     else:
@@ -279,7 +279,7 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     with atomic_path(train_npz) as tmp, open(tmp, "wb") as f:
         np.savez(f, coords=scan["coords"], log_mstar=log_m.astype(np.float32), weights=weights,
-                 importance=importance.astype(np.float32), weight_by=cfg.get("weight_by", "subhalo_mass"), bin_edges=edges,
+                 importance=importance.astype(np.float32), weight_by=cfg.get("weight_by", "stellar_mass"), bin_edges=edges,
                  input_scale=np.array([scale, scale]), input_mean=scan["input_mean"], input_std=scan["input_std"],
                  target_mean=log_m.mean(), target_std=log_m.std(),
                  val_coords=val_coords, val_log_mstar=np.log10(vm[vm > min_mass]).astype(np.float32),
