@@ -380,7 +380,8 @@ def test_snakemake_tng_source_against_emulator(tmp_path, archive, repo):
         "data_dir": "data/tng", "acquire": {"source": "tng", "tng": {
             "base_url": None, "hydro": RUNS["hydro"], "dark": RUNS["dark"], "max_connections": 2,
             "http": {"retries": 4, "backoff_s": 0.0, "max_backoff_s": 0.0}}},
-        "grid": {"stellar_source": "particles", "n_grid": 32, "chunk": 32}}
+        "grid": {"stellar_source": "particles", "n_grid": 32, "chunk": 32},
+        "evaluation": {"universes": []}}  # config.yaml's held-out universes are mini-universes
     env = dict(os.environ, TNG_API_KEY=KEY)
     with TNGEmulator(archive, SNAP, key=KEY) as emu:
         config["acquire"]["tng"]["base_url"] = emu.base_url
@@ -440,6 +441,7 @@ def test_snakemake_camels_and_local_sources(tmp_path, archive, camels_site, repo
             sim: str(archive[run]) for sim, run in RUNS.items()}}}
         snap = SNAP
     config["data_dir"] = "data/run"
+    config["evaluation"] = {"universes": []}  # config.yaml's held-out universes are mini-universes
     (workdir / "run.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(repo, workdir, workdir / "run.yaml", "data/run/dark/manifest.json",
                            "data/run/hydro/manifest.json")
