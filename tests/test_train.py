@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dm2gal.inference import load_model, predict
+from dm2gal.inference import input_scale, load_model, predict
 from dm2gal.model import PRESETS, model_config
 from dm2gal.occupancy import run as calibrate_occupancy
 from dm2gal.sampler import PatchSource
@@ -118,7 +118,8 @@ def test_the_checkpoint_alone_reproduces_the_validation_painting(trained):
     net, norm = load_model(runs["a"][0])
     ckpt = torch.load(runs["a"][0], weights_only=True)
     assert np.allclose(norm["input_mean"], data.normalisation["input_mean"])
-    source = PatchSource.from_arrays([data.dm, data.subhalo], norm["input_mean"], norm["input_std"], device="cpu")
+    source = PatchSource.from_arrays([data.dm, data.subhalo], norm["input_mean"], norm["input_std"], device="cpu",
+                                     scale=input_scale(norm))
     at_candidates = predict(net, source, data.val_candidates, norm, batch_size=64)
     size = data.val_truth.shape[0]
     painted = paint_cube(data.val_candidates, at_candidates.mean_mass(), data.val_start, size, data.n_grid)
