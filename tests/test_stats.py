@@ -269,6 +269,7 @@ def test_stats_figures_and_metrics_rules_and_report(tmp_path, repo):
     # the test cube only (no held-out universe), two HOD realisations, the ideal painter's field
     cfg["evaluation"] = {"universes": []}
     cfg["hod"]["realisations"] = 2
+    cfg.setdefault("paint", {})["realisations"] = 0  # no dm2gal realisations in this hand-built layout
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     for i in range(2):
         shutil.copytree(paths["hod"], run / f"results/hod/test/realisation_{i}.zarr")
