@@ -54,10 +54,6 @@ class Prediction:
         """E[M*] [Msun/h] under the predicted log-normal."""
         return 10.0 ** (self.mu + 0.5 * math.log(10.0) * self.sigma ** 2)
 
-    def draw(self, z: np.ndarray) -> np.ndarray:
-        """M* [Msun/h] of the draw at standard-normal deviates z (broadcast against mu)."""
-        return 10.0 ** (self.mu + self.sigma * z)
-
 
 def decode(y, normalisation: dict, axis: int = 0) -> Prediction:
     """A Prediction from raw network outputs `y` (numpy or torch) whose `axis` holds the head's

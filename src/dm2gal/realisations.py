@@ -68,7 +68,7 @@ def galaxy_scatter(mean: np.ndarray, sigma: np.ndarray, hosts: np.ndarray) -> np
     out = np.asarray(sigma, np.float64).copy()
     has = hosts >= 0
     if has.any():
-        h, inverse = np.unique(hosts[has], return_inverse=True)
+        _, inverse = np.unique(hosts[has], return_inverse=True)
         w = np.bincount(inverse, weights=mean[has])
         s2 = np.bincount(inverse, weights=mean[has] * sigma[has] ** 2)
         out[has] = np.sqrt(s2 / w)[inverse]

@@ -96,15 +96,17 @@ def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, sl
         for cube in cubes:
             region &= ~slab_mask(cube, x0, x1, n)
         count += int(region.sum())
+        m = np.asarray(stellar[x0:x1], dtype=np.float64)
+        idx = np.nonzero(region & (m > min_mass))
+        values = []
         for c, field in enumerate(inputs):
             block = np.asarray(field[x0:x1], dtype=np.float64)
             total[c] += block.sum()
             v = np.log10(1.0 + block[region] / (1.0 if scales is None else float(scales[c])))
             s1[c] += v.sum()
             s2[c] += np.square(v).sum()
-        m = np.asarray(stellar[x0:x1], dtype=np.float64)
-        idx = np.nonzero(region & (m > min_mass))
-        at.append(np.stack([np.asarray(field[x0:x1])[idx] for field in inputs], axis=1).astype(np.float64))
+            values.append(block[idx])
+        at.append(np.stack(values, axis=1))
         coords.append(np.stack([idx[0] + x0, idx[1], idx[2]], axis=1).astype(np.int32))
         mstar.append(m[idx])
     if count == 0:
@@ -129,8 +131,7 @@ def sample_weights(mstar: np.ndarray, n_bins: int, lo: float, hi: float,
     fixed input, upwards where the mass function falls (docs/training.md).
     """
     edges = np.linspace(np.log10(lo), np.log10(hi), n_bins + 1)
-    with np.errstate(divide="ignore"):
-        b = np.clip(np.digitize(np.log10(mstar), edges) - 1, 0, n_bins - 1)
+    b = np.clip(np.digitize(np.log10(mstar), edges) - 1, 0, n_bins - 1)
     counts = np.bincount(b, minlength=n_bins)
     w = counts[b].astype(np.float64) ** -power
     return w / w.mean(), edges
