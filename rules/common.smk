@@ -269,7 +269,8 @@ def stats_inputs(wildcards):
     if u == "test":
         inputs["cubes"] = results("split", "cubes.json")
     if model != "truth":
-        inputs["realisations" if model in ("hod", "dm2gal_realisations") else "field"] = model_fields(u, model)
+        fields = model_fields(u, model)  # a list for the ensembles (hod, dm2gal_realisations)
+        inputs["realisations" if isinstance(fields, list) else "field"] = fields
     return inputs
 
 
