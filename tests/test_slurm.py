@@ -101,7 +101,9 @@ def test_pipeline_through_slurm(tmp_path: Path):
         assert r["JobState"] == "COMPLETED" and r["ExitCode"] == "0:0", r
         assert r["Partition"] == cluster.partition and r["NodeList"] == cluster.node
         assert r["Comment"].startswith(f"rule_{rule}"), (rule, r["Comment"])
-        assert f"sched: Allocate JobId={slurm_id} " in ctld
+        # slurmctld starts a job from its main scheduler or from the backfill scheduler, logged apart
+        assert (f"sched: Allocate JobId={slurm_id} " in ctld
+                or f"sched/backfill: _start_job: Started JobId={slurm_id} " in ctld), slurm_id
         assert f"_job_complete: JobId={slurm_id} done" in ctld
         # The rule's resources became the job's limits, a GPU request included.
         assert r["TimeLimit"] == f"{int(resources['runtime']) // 60:02d}:{int(resources['runtime']) % 60:02d}:00", r
