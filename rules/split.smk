@@ -18,6 +18,7 @@ rule split:
         dark_base=sim_base("dark"),
         hydro_base=sim_base("hydro"),
         snapshot=SNAPSHOT,
+        seed=config["seed"],
     log:
         logs("split"),
     benchmark:

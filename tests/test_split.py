@@ -105,7 +105,11 @@ def test_training_voxels_and_normalisation_match_brute_force(toy_split):
     val, test = Cube((0, 0, 0), 13), Cube((16, 16, 16), 13)  # 0.41 * 32 = 13.1 voxels
     assert report["validation"]["size"] == 13 and report["test"]["start"] == [16, 16, 16]
     grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    blocks = [Cube(tuple(int(v) for v in b[:3]), int(b[3])) for b in npz["calibration_blocks"]]
+    assert blocks and not any(cubes_overlap(b, c, n) for b in blocks for c in (val, test))
     region = ~(val.contains(grid, n) | test.contains(grid, n))
+    for b in blocks:  # the calibration blocks are held out from training and its statistics
+        region &= ~b.contains(grid, n)
     ms = fields["stellar"].reshape(-1).astype(np.float64)
     want = {tuple(v) for v in grid[region & (ms > 1e8)]}
     assert {tuple(v) for v in npz["coords"]} == want and len(npz["coords"]) == len(want)

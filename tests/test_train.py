@@ -115,7 +115,8 @@ def test_training_is_reproducible(trained, tmp_path):
 
 def test_the_checkpoint_alone_reproduces_the_validation_painting(trained):
     tmp, data, runs = trained
-    net, norm = load_model(runs["a"][0])
+    net, calibrated = load_model(runs["a"][0])
+    norm = {**calibrated, "calibration": None}  # the history's numbers are the network's own
     ckpt = torch.load(runs["a"][0], weights_only=True)
     assert np.allclose(norm["input_mean"], data.normalisation["input_mean"])
     source = PatchSource.from_arrays([data.dm, data.subhalo], norm["input_mean"], norm["input_std"], device="cpu",
@@ -128,6 +129,10 @@ def test_the_checkpoint_alone_reproduces_the_validation_painting(trained):
     z = (predict(net, source, data.val_coords, norm, batch_size=64).mu - norm["target_mean"]) / norm["target_std"]
     zt = (data.val_log_mstar - norm["target_mean"]) / norm["target_std"]
     assert np.isclose(np.mean((z - zt) ** 2), ckpt["metrics"]["val_mse"], rtol=1e-4)
+    # the stored calibration paints the calibration voxels' total mass, and load_model applies it
+    assert ckpt["calibration"] == calibrated["calibration"] and len(ckpt["calibration"]["log10_mass"]) >= 1
+    at_cal = predict(net, source, data.cal_coords, calibrated, batch_size=64)
+    assert at_cal.mean_mass().sum() / data.cal_truth.sum() == pytest.approx(1.0, abs=0.1)
 
 
 def test_select_picks_the_smallest_selection_statistic_and_says_why(trained):

@@ -57,14 +57,18 @@ class Prediction:
 
 def decode(y, normalisation: dict, axis: int = 0) -> Prediction:
     """A Prediction from raw network outputs `y` (numpy or torch) whose `axis` holds the head's
-    1 or 2 outputs: normalised mean, and the log of the scatter in normalised units."""
+    1 or 2 outputs: normalised mean, and the log of the scatter in normalised units; calibrated
+    when `normalisation` holds a 'calibration' (`load_model` puts the checkpoint's there)."""
     y = y.detach().float().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
     y = np.moveaxis(y.astype(np.float64), axis, 0)
     mean, std = float(normalisation["target_mean"]), float(normalisation["target_std"])
     mu = y[0] * std + mean
-    if len(y) == 1:
-        return Prediction(mu, np.zeros_like(mu))
-    return Prediction(mu, np.exp(np.clip(y[1], *LOG_SCATTER_RANGE)) * std)
+    sigma = np.zeros_like(mu) if len(y) == 1 else np.exp(np.clip(y[1], *LOG_SCATTER_RANGE)) * std
+    if normalisation.get("calibration"):
+        from .calibration import Calibration
+
+        mu, sigma = Calibration.from_dict(normalisation["calibration"]).apply(mu, sigma)
+    return Prediction(mu, sigma)
 
 
 def checkpoint_dict(net: torch.nn.Module, normalisation: dict, hparams: dict, **extra) -> dict:
@@ -77,13 +81,15 @@ def checkpoint_dict(net: torch.nn.Module, normalisation: dict, hparams: dict, **
 
 
 def load_model(ckpt_path, device: str | torch.device = "cpu") -> tuple[torch.nn.Sequential, dict]:
-    """(network in eval mode on `device`, normalisation dict) from a dm2gal checkpoint."""
+    """(network in eval mode on `device`, normalisation dict) from a dm2gal checkpoint; the dict
+    also holds the checkpoint's 'calibration' (None where training fitted none), which
+    `decode` applies."""
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{ckpt_path} is not a {CHECKPOINT_FORMAT} checkpoint")
     net = build_model(ckpt["model_config"])
     net.load_state_dict(ckpt["state_dict"])
-    return net.to(device).eval(), ckpt["normalisation"]
+    return net.to(device).eval(), {**ckpt["normalisation"], "calibration": ckpt.get("calibration")}
 
 
 def _autocast(device: torch.device):

@@ -61,6 +61,24 @@ def cubes_overlap(a: Cube, b: Cube, n: int) -> bool:
     return all(meet(a.start[i], a.size, b.start[i], b.size) for i in range(3))
 
 
+def calibration_blocks(n: int, block: int, fraction: float, exclude: list[Cube], seed: int) -> list[Cube]:
+    """Cubes of edge `block` voxels on the regular tiling of the n^3 grid that overlap none of
+    `exclude`, drawn at random (numpy, entropy [seed, 1]) until they hold `fraction` of the
+    box's voxels: the voxels training never sees and the painter's calibration is fitted on
+    (`dm2gal.calibration`). An empty list for `fraction` 0."""
+    if fraction <= 0:
+        return []
+    starts = range(0, n - block + 1, block)
+    free = [Cube((x, y, z), block) for x in starts for y in starts for z in starts
+            if not any(cubes_overlap(Cube((x, y, z), block), c, n) for c in exclude)]
+    want = int(round(fraction * n ** 3 / block ** 3))
+    if want > len(free):
+        raise ValueError(f"split.calibration.fraction {fraction} needs {want} blocks of {block}^3 voxels, "
+                         f"but only {len(free)} lie outside the validation and test cubes")
+    chosen = np.random.default_rng([int(seed), 1]).choice(len(free), size=max(1, want), replace=False)
+    return [free[i] for i in sorted(chosen)]
+
+
 def _in_interval(indices: np.ndarray, start: int, size: int, n: int) -> np.ndarray:
     return ((indices - start) % n) < size
 
@@ -216,7 +234,7 @@ def read_cube(cubes_json, name: str = "test") -> tuple[tuple[int, int, int], int
 
 
 def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapshot: int, cfg: dict,
-              cubes_json, train_npz) -> dict:
+              cubes_json, train_npz, seed: int = 0) -> dict:
     """The split stage: cubes.json (cubes and their reports) and train.npz (see docs/pipeline.md).
 
     `cfg` is the `split` config section. train.npz holds: coords (N, 3) int32 training
@@ -240,9 +258,12 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     cubes = {name: resolve_cube(cfg[name], cfg["units"], n, box) for name in ("validation", "test")}
     if cubes_overlap(cubes["validation"], cubes["test"], n):
         raise ValueError(f"validation cube {cubes['validation']} and test cube {cubes['test']} overlap")
+    calib = cfg.get("calibration", {})
+    block = resolve_cube({"start": [0, 0, 0], "size": calib.get("block", 0.125)}, cfg["units"], n, box).size
+    blocks = calibration_blocks(n, block, float(calib.get("fraction", 0.15)), list(cubes.values()), seed)
     min_mass = float(cfg["min_stellar_mass"])
     scale = float(attrs[1]["total_mass"]) / n ** 3  # mean matter mass per voxel of the gravity-only run
-    scan = scan_training_region(stellar, [dm, sub], list(cubes.values()), min_mass, slab=int(stellar.chunks[0]),
+    scan = scan_training_region(stellar, [dm, sub], list(cubes.values()) + blocks, min_mass, slab=int(stellar.chunks[0]),
                                 scales=[scale, scale])
     if len(scan["mstar"]) == 0:
         raise ValueError(f"no training voxel has stellar mass > {min_mass:g} Msun/h")
@@ -267,6 +288,8 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
         "n_grid": n, "box_size": box, "units_in_config": cfg["units"], "min_stellar_mass": min_mass,
         "halo_mass_field": cfg["halo_mass_field"],
         "training_voxels": int(len(log_m)),
+        "calibration": {"block_voxels": block, "blocks": len(blocks),
+                        "fraction_of_box": len(blocks) * block ** 3 / n ** 3},
         **{name: cube_report(c, stellar, dm, float(scan["box_mean"][0]), min_mass, box, galaxies,
                              {"dark": dark_halos, "hydro": hydro_halos}) for name, c in cubes.items()},
     }
@@ -284,5 +307,6 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
                  input_scale=np.array([scale, scale]), input_mean=scan["input_mean"], input_std=scan["input_std"],
                  target_mean=log_m.mean(), target_std=log_m.std(),
                  val_coords=val_coords, val_log_mstar=np.log10(vm[vm > min_mass]).astype(np.float32),
+                 calibration_blocks=np.array([[*b.start, b.size] for b in blocks], np.int32).reshape(-1, 4),
                  n_grid=n, box_size=box, min_stellar_mass=min_mass)
     return report

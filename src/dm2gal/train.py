@@ -69,6 +69,8 @@ class TrainingData:
     val_candidates (K, 3): the validation cube's voxels the honest painter paints;
     val_start [3], val_truth (s, s, s) [Msun/h]: the true validation cube;
     val_ideal_log_mstar (M,) or None: log10 of the noise-free mean at val_coords;
+    cal_coords (C, 3), cal_truth (C,) [Msun/h]: the calibration voxels (the honest painter's
+    candidates in the split's calibration blocks and the validation cube) and their truth;
     n_grid, box_size [Mpc/h]: the parent grid; normalisation: see `dm2gal.inference.NORMALISATION_KEYS`.
     """
 
@@ -87,6 +89,9 @@ class TrainingData:
     box_size: float
     normalisation: dict
     val_ideal_log_mstar: np.ndarray | None = None
+    cal_coords: np.ndarray | None = None
+    cal_truth: np.ndarray | None = None
+    min_mass: float = 0.0
 
     def normalised(self, log_mstar: np.ndarray) -> np.ndarray:
         n = self.normalisation
@@ -109,7 +114,8 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
     dm, sub = open_field(dm_path), open_field(subhalo_path)
     attrs = dict(dm.attrs)
     n = int(attrs["n_grid"])
-    truth = read_periodic(open_field(stellar_path), start, (size,) * 3)
+    stellar = open_field(stellar_path)
+    truth = read_periodic(stellar, start, (size,) * 3)
     threshold = float(json.loads(Path(occupancy_json).read_text())["threshold"])
     local = np.argwhere(candidates(read_periodic(sub, start, (size,) * 3), threshold))
     val_coords = split["val_coords"]
@@ -117,6 +123,12 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
     if ideal_path is not None:
         cube = read_periodic(open_field(ideal_path), start, (size,) * 3)
         ideal = np.log10(cube[tuple(((val_coords - np.asarray(start)) % n).T)])
+    cal_coords, cal_truth = [(local + np.asarray(start)) % n], [truth[tuple(local.T)]]
+    for *first, edge in split["calibration_blocks"] if "calibration_blocks" in split else []:
+        shape = (int(edge),) * 3
+        inside = np.argwhere(candidates(read_periodic(sub, first, shape), threshold))
+        cal_coords.append((inside + np.asarray(first)) % n)
+        cal_truth.append(read_periodic(stellar, first, shape)[tuple(inside.T)])
     return TrainingData(
         dm=dm, subhalo=sub, coords=split["coords"], log_mstar=split["log_mstar"], weights=split["weights"],
         importance=split["importance"],
@@ -124,7 +136,8 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
         val_candidates=(local + np.asarray(start)) % n, val_start=np.asarray(start),
         val_truth=truth.astype(np.float64), n_grid=n, box_size=float(attrs["box_size"]),
         normalisation={k: split[k] for k in NORMALISATION_KEYS if k in split},
-        val_ideal_log_mstar=ideal,
+        val_ideal_log_mstar=ideal, cal_coords=np.concatenate(cal_coords),
+        cal_truth=np.concatenate(cal_truth).astype(np.float64), min_mass=float(split["min_stellar_mass"]),
     )
 
 
@@ -170,6 +183,21 @@ def validation_scores(data: TrainingData, at_galaxies: Prediction, at_candidates
                 val_mse_floor=floor,
                 val_mass_ratio=float(at_galaxies.mean_mass().sum() / (10.0 ** data.val_log_mstar).sum()),
                 pk_error=pk_error(painted, data.val_truth, data.val_side, selection["mas"], selection["k_range"]))
+
+
+def calibrate(net: torch.nn.Module, data: TrainingData, source: PatchSource, batch_size: int):
+    """The `dm2gal.calibration.Calibration` of `net`'s painting at the calibration voxels, or
+    None when there are none (a TrainingData without them)."""
+    from .calibration import fit as fit_calibration
+
+    if data.cal_coords is None or len(data.cal_coords) == 0:
+        return None
+    pred = predict(net, source, data.cal_coords, data.normalisation, batch_size=batch_size)
+    cal = fit_calibration(pred.mean_mass(), pred.mu, pred.sigma, data.cal_truth, data.min_mass)
+    log.info("calibration on %d voxels (%d occupied): log10 true/painted %s at log10 m %s; scatter x %.3f",
+             len(data.cal_coords), int((data.cal_truth > data.min_mass).sum()),
+             np.round(cal.log10_ratio, 3).tolist(), np.round(cal.log10_mass, 2).tolist(), cal.scatter_factor)
+    return cal
 
 
 def ema_update(decay: float):
@@ -361,7 +389,9 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
     if trainer.is_global_zero and history.best_state is not None:
         row = history.best_row
         module.ema_net.load_state_dict(history.best_state)
+        cal = calibrate(module.ema_net, data, module.source, val_batch_size)
         ckpt = checkpoint_dict(module.ema_net, data.normalisation, hparams, epoch=row["epoch"],
+                               calibration=cal.as_dict() if cal is not None else None,
                                metrics={k: row[k] for k in ("val_mse", "val_mse_mean_predictor", "val_mse_floor",
                                                             "val_mass_ratio", "pk_error", "selection")})
         with atomic_path(ckpt_path) as tmp:

@@ -1,0 +1,99 @@
+"""Known answers of the painter's calibration (dm2gal.calibration) and of its held-out blocks."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dm2gal.calibration import Calibration, fit, mass_bins
+from dm2gal.inference import decode
+from dm2gal.split import Cube, calibration_blocks, cubes_overlap
+
+LN10 = math.log(10.0)
+
+
+def _voxels(rng, n, scatter=0.3, tilt=0.4, predicted_scatter=0.3, empty=0.2):
+    """A painter whose log mean is too heavy by tilt * (log m - 9) above 10^9 Msun/h, with a
+    fraction `empty` of painted voxels empty in the truth; truth log-normal about the mean."""
+    log_mean = rng.uniform(8.5, 11.5, n)  # log10 of the true E[M*] of occupied voxels
+    truth = 10 ** (log_mean + scatter * rng.standard_normal(n) - 0.5 * LN10 * scatter ** 2)
+    truth[rng.random(n) < empty] = 0.0
+    log_painted = log_mean + tilt * np.clip(log_mean - 9.0, 0.0, None) + np.log10(1.0 - empty)
+    sigma = np.full(n, predicted_scatter)
+    mu = log_painted - 0.5 * LN10 * sigma ** 2
+    return 10 ** log_painted, mu, sigma, truth
+
+
+def _bin_ratios(painted, truth, edges):
+    b = np.digitize(np.log10(painted), edges)
+    return np.array([truth[b == i].sum() / painted[b == i].sum() for i in range(1, len(edges))])
+
+
+def test_calibration_removes_a_tilt_on_fresh_voxels():
+    rng = np.random.default_rng(1)
+    cal = fit(*_voxels(rng, 40_000), min_mass=0.0, min_galaxies=400)
+    painted, mu, sigma, truth = _voxels(rng, 200_000)
+    edges = np.arange(8.5, 12.6, 0.5)
+    before = _bin_ratios(painted, truth, edges)
+    after = _bin_ratios(cal.mean_mass(painted), truth, np.arange(8.5, 11.6, 0.5))
+    assert np.abs(np.log10(before)).max() > 0.5  # the tilt is there to remove: the test can fail
+    np.testing.assert_allclose(after, 1.0, atol=0.06)
+
+
+def test_calibrated_mass_is_monotone_and_consistent_with_its_lognormal():
+    rng = np.random.default_rng(2)
+    painted, mu, sigma, truth = _voxels(rng, 20_000)
+    cal = fit(painted, mu, sigma, truth, min_galaxies=200)
+    grid = np.logspace(7, 13, 500)
+    mass = cal.mean_mass(grid)
+    assert np.all(np.diff(mass) >= -1e-12 * mass[1:])  # isotonic: ties give flat steps, never a fall
+    mu_c, sigma_c = cal.apply(mu, sigma)
+    np.testing.assert_allclose(10 ** (mu_c + 0.5 * LN10 * sigma_c ** 2), cal.mean_mass(painted), rtol=1e-10)
+
+
+@pytest.mark.parametrize("predicted", [0.2, 0.45])
+def test_scatter_factor_matches_the_true_scatter(predicted):
+    rng = np.random.default_rng(3)
+    cal = fit(*_voxels(rng, 50_000, scatter=0.3, predicted_scatter=predicted, empty=0.0, tilt=0.0))
+    assert cal.scatter_factor == pytest.approx(0.3 / predicted, rel=0.05)
+
+
+def test_mass_bins_hold_the_requested_occupied_voxels_from_the_top():
+    rng = np.random.default_rng(4)
+    x = rng.uniform(8, 12, 1000)
+    occupied = rng.random(1000) < 0.5
+    b = mass_bins(x, occupied, 50)
+    counts = np.bincount(b, weights=occupied)
+    assert np.all(counts[1:] == 50) and counts[0] >= 50
+    order = np.argsort(x)
+    assert np.all(np.diff(b[order]) >= 0)  # bins increase with mass
+
+
+def test_too_few_calibration_voxels_name_the_key():
+    rng = np.random.default_rng(5)
+    with pytest.raises(ValueError, match="split.calibration.fraction"):
+        fit(*_voxels(rng, 50), min_galaxies=100)
+
+
+def test_decode_applies_a_stored_calibration():
+    norm = {"target_mean": 9.0, "target_std": 1.0}
+    raw = np.array([[0.0, 2.0], [np.log(0.3), np.log(0.3)]])
+    cal = Calibration((9.0, 11.0), (0.0, -0.5), 0.5)
+    plain = decode(raw, norm)
+    calibrated = decode(raw, {**norm, "calibration": cal.as_dict()})
+    np.testing.assert_allclose(calibrated.mean_mass(), cal.mean_mass(plain.mean_mass()))
+    np.testing.assert_allclose(calibrated.sigma, 0.5 * plain.sigma)
+    assert Calibration.from_dict(cal.as_dict()) == cal
+
+
+def test_calibration_blocks_avoid_the_cubes_and_hold_the_fraction():
+    cubes = [Cube((10, 20, 30), 52), Cube((100, 0, 90), 52)]
+    blocks = calibration_blocks(128, 16, 0.15, cubes, seed=7)
+    assert len(blocks) == round(0.15 * 128 ** 3 / 16 ** 3)
+    assert not any(cubes_overlap(b, c, 128) for b in blocks for c in cubes)
+    assert len({b.start for b in blocks}) == len(blocks)
+    assert blocks == calibration_blocks(128, 16, 0.15, cubes, seed=7)
+    assert blocks != calibration_blocks(128, 16, 0.15, cubes, seed=8)
+    assert calibration_blocks(128, 16, 0.0, cubes, seed=7) == []
+    with pytest.raises(ValueError, match="split.calibration.fraction"):
+        calibration_blocks(128, 16, 0.5, [Cube((0, 0, 0), 100)], seed=7)
