@@ -276,10 +276,16 @@ class Dm2GalModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        d, bs = self.data, self.hp["val_batch_size"]
-        at_galaxies = predict(self.ema_net, self.source, d.val_coords, d.normalisation, batch_size=bs)
-        at_candidates = predict(self.ema_net, self.source, d.val_candidates, d.normalisation, batch_size=bs)
-        self.last_val = validation_scores(d, at_galaxies, at_candidates, self.selection)
+        # Global rank 0 paints and scores, and every rank takes its numbers, so that all ranks make the same
+        # best-epoch (and plateau-schedule) decisions: the EMA's BatchNorm buffers average each rank's own
+        # batch statistics, so the ranks' EMA networks agree only as far as DDP happens to broadcast buffers.
+        scores = None
+        if self.trainer.is_global_zero:
+            d, bs = self.data, self.hp["val_batch_size"]
+            at_galaxies = predict(self.ema_net, self.source, d.val_coords, d.normalisation, batch_size=bs)
+            at_candidates = predict(self.ema_net, self.source, d.val_candidates, d.normalisation, batch_size=bs)
+            scores = validation_scores(d, at_galaxies, at_candidates, self.selection)
+        self.last_val = self.trainer.strategy.broadcast(scores, src=0)
         self.log_dict({k: self.last_val[k] for k in ("val_mse", "pk_error")}, prog_bar=True, sync_dist=False,
                       rank_zero_only=False)
 
@@ -397,5 +403,8 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
         with atomic_path(ckpt_path) as tmp:
             torch.save(ckpt, tmp)
         write_history(history_path, history.rows)
+    # under DDP the other ranks leave trainer.fit with nothing left to wait for; hold them until rank 0
+    # has written best.ckpt and history.csv, so that on no rank fit returns before its outputs exist
+    trainer.strategy.barrier("fit outputs written")
     return {"best_selection": history.best, "epochs": len(history.rows), "history": history.rows,
             "world_size": trainer.world_size}
