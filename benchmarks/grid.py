@@ -1,6 +1,15 @@
 """Grid stage: throughput and peak memory of the slab path against one direct MASL.MA call.
 
     .venv/bin/python benchmarks/grid.py [--particles-side 128] [--grids 256 512] [--out FILE]
+    .venv/bin/python benchmarks/grid.py --only deposit [--counts 1e5 1e6 4e6] [--grids 256 512]
+
+Part 0 (`deposit`) times the slab gridder's deposit (`dm2gal.cic.deposit`) and
+MASL.MA side by side in one process: the same float32 particles (clustered, as
+below) onto the same whole grid, the two calls interleaved (which goes first
+alternates) `--repeats` times, CPU seconds by time.process_time; it prints both
+rates (median over the repeats), their ratio per particle count (the median of
+the ratios of the adjacent pairs of calls), and the largest difference of the two
+fields relative to the field maximum.
 
 Part 1 writes 128^3 clustered particles in TNG layout (2 snapshot chunks); for each
 grid size it runs, each job in a fresh subprocess:
@@ -123,6 +132,57 @@ def clustered(rng, n: int, lo: np.ndarray, hi: np.ndarray, n_blobs: int = 2000, 
     return lo + np.mod(pos - lo, hi - lo)
 
 
+def side_by_side(counts: list[int], grids: list[int], repeats: int) -> list[dict]:
+    """`deposit` against MASL.MA on the same particles and grid, interleaved in this process (CPU seconds)."""
+    import MAS_library as MASL
+
+    from dm2gal.cic import deposit
+
+    rng = np.random.default_rng(3)
+    warm = np.zeros((8, 8, 8), np.float32)  # compile / load the deposit kernel outside the timing
+    cpu0 = time.process_time()
+    deposit(warm, np.zeros((1, 3), np.float32), np.ones(1, np.float32), BOX)
+    first_call_s = time.process_time() - cpu0
+    rows = []
+    for n_grid in grids:
+        ours, ref = (np.zeros((n_grid,) * 3, np.float32) for _ in range(2))
+        for m in counts:
+            pos = clustered(rng, m, np.zeros(3), np.full(3, BOX)).astype(np.float32)
+            pos[pos >= BOX] = 0  # float32 rounding up to BoxSize: MA needs [0, BoxSize)
+            mass = np.full(m, M_DM, np.float32) * rng.uniform(0.5, 1.5, m).astype(np.float32)
+            t_ma, t_ours = [], []
+            for r in range(repeats):
+                for name in (("ma", "ours") if r % 2 == 0 else ("ours", "ma")):
+                    grid = ref if name == "ma" else ours
+                    grid[...] = 0
+                    cpu0 = time.process_time()
+                    if name == "ma":
+                        MASL.MA(pos, grid, BOX, MAS="CIC", W=mass, verbose=False)
+                        t_ma.append(time.process_time() - cpu0)
+                    else:
+                        deposit(grid, pos, mass, BOX)
+                        t_ours.append(time.process_time() - cpu0)
+            rate_ma, rate_ours = m / float(np.median(t_ma)), m / float(np.median(t_ours))
+            # ratio: median over the repeats of each adjacent pair's ratio (load drift on the shared box cancels)
+            ratio = float(np.median(np.array(t_ma) / np.array(t_ours)))
+            rows.append(dict(n_grid=n_grid, particles=m, repeats=repeats, cpu_s_ma=t_ma, cpu_s_deposit=t_ours,
+                             rate_ma=rate_ma, rate_deposit=rate_ours, ratio=ratio,
+                             max_diff_rel=float(np.abs(ours - ref).max() / ref.max())))
+        del ours, ref
+    for row in rows:
+        row["first_call_s"] = first_call_s
+    return rows
+
+
+def print_side_by_side(rows: list[dict]) -> None:
+    print(f"deposit vs MASL.MA, same process, interleaved, medians of {rows[0]['repeats']} pairs "
+          f"(M particles per CPU second; first deposit call {rows[0]['first_call_s']:.2f} CPU s, not timed):")
+    print(f"{'grid':>6} {'particles':>10} {'MA':>8} {'deposit':>8} {'ratio':>6} {'max|diff|/max':>14}")
+    for r in rows:
+        print(f"{r['n_grid']:>5}^3 {r['particles']:>10.3g} {r['rate_ma'] / 1e6:>8.2f} {r['rate_deposit'] / 1e6:>8.2f} "
+              f"{r['ratio']:>6.2f} {r['max_diff_rel']:>14.1e}")
+
+
 def write_particles(base: Path, pos: np.ndarray, n_chunks: int) -> None:
     from dm2gal import tng
 
@@ -192,10 +252,21 @@ def main() -> None:
     parser.add_argument("--thickness", type=int, default=128, help="slab thickness (config grid.slab_thickness)")
     parser.add_argument("--chunk", type=int, default=128, help="Zarr chunk edge (config grid.chunk)")
     parser.add_argument("--no-tng", action="store_true", help="skip part 2 (needs ~3 GB of memory)")
+    parser.add_argument("--counts", type=float, nargs="+", default=[1e5, 1e6, 4e6],
+                        help="particle counts of part 0 (deposit vs MA side by side)")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved repeats of part 0")
+    parser.add_argument("--only", choices=["deposit"], help="run part 0 alone")
     parser.add_argument("--out", default="results/benchmarks/grid.json")
     args = parser.parse_args()
     if args.job:
         print(json.dumps(job(args.job[0], json.loads(args.job[1]))))
+        return
+    deposit_rows = side_by_side([int(c) for c in args.counts], args.grids, args.repeats)
+    print_side_by_side(deposit_rows)
+    if args.only == "deposit":
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(dict(machine="2-core CPU dev box (shared)", deposit=deposit_rows),
+                                             indent=1))
         return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -205,7 +276,7 @@ def main() -> None:
         results = [bench_grid(tmp / "output", tmp, g, args.thickness, args.chunk, n, args.chunks)
                    for g in args.grids]
         tng = None if args.no_tng else probe_tng(tmp, args.thickness, args.chunk)
-    report = dict(machine="2-core CPU dev box (shared)", results=results, tng100_dark=tng)
+    report = dict(machine="2-core CPU dev box (shared)", deposit=deposit_rows, results=results, tng100_dark=tng)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     for r in results:

@@ -128,6 +128,42 @@ def test_deposit_uses_ma_float32_arithmetic():
     assert np.abs(ours - reference).max() <= 1e-6 * reference.max()
 
 
+def test_deposit_equals_ma_on_random_clustered_particles_slab_by_slab():
+    """200k random particles (clustered, some exactly at 0 and BoxSize, float64 inputs) on 64^3:
+    the whole box and every slab of 16 planes (each given all particles) equal one MA call."""
+    rng = np.random.default_rng(4)
+    n = 64
+    pos = wrap_positions(clustered(rng, 200_000), BOX)
+    pos[:3] = [[0.0, 0.0, 0.0], [BOX, BOX, BOX], [BOX, 0.0, BOX / 3]]
+    mass = 10 ** rng.uniform(8, 11, len(pos))  # float64: deposit casts to float32 as MA's W
+    reference = ma_reference(pos, mass, n)
+    whole = np.zeros((n, n, n), np.float32)
+    deposit(whole, pos.astype(np.float64), mass, BOX)
+    assert_equal_to_ma(whole, reference)
+    slabs = []
+    for x0 in range(0, n, 16):
+        slab = np.zeros((16, n, n), np.float32)
+        deposit(slab, pos, mass, BOX, x0=x0)
+        slabs.append(slab)
+    assert_equal_to_ma(np.concatenate(slabs), reference)
+    assert np.isclose(whole.sum(dtype=np.float64), mass.astype(np.float32).sum(dtype=np.float64), rtol=1e-6)
+
+
+def test_deposit_refuses_positions_that_are_not_wrapped():
+    n = 8
+    out = np.zeros((n, n, n), np.float32)
+    deposit(out, np.zeros((0, 3), np.float32), np.zeros(0), BOX)  # no particles: nothing to do
+    assert not out.any()
+    for bad in (-0.01, np.nan, np.inf, BOX * (1 + 1.5 / n)):
+        pos = np.array([[1.0, 2.0, 3.0], [1.0, bad, 3.0]], np.float32)
+        with pytest.raises(ValueError, match="wrap"):
+            deposit(out, pos, np.ones(2), BOX)
+    with pytest.raises(ValueError, match="float32"):
+        deposit(np.zeros((2, n, n)), pos, np.ones(2), BOX)
+    with pytest.raises(ValueError, match="masses"):
+        deposit(out, pos, np.ones(3), BOX)
+
+
 @pytest.mark.parametrize("thickness", [8, 16, 32])
 def test_slab_path_equals_one_ma_call_and_the_box_path(run, tmp_path, thickness):
     n = 32

@@ -5,8 +5,10 @@ sits at x = i * BoxSize / n_grid, a particle at cell coordinate d = x n_grid / B
 gives 1 - (d - floor d) of its mass to point floor(d) and the rest to floor(d) + 1,
 per axis, all indices taken modulo n_grid. MA only fills a whole cubic grid; this
 module fills a slab of `nx` consecutive x-planes (periodic in x too), so no
-process needs the whole grid. Only numpy is used (np.add.at accumulates in the
-slab's own float32 memory, like MA).
+process needs the whole grid. The deposit is one loop over the particles compiled
+by numba (`_deposit_kernel`), which adds in the slab's own float32 memory like MA's
+C loop and runs at MA's rate (benchmarks/grid.py, part 0); numba is imported on
+the first deposit only, so `cell_index` and `wrap_positions` do not need it.
 
 The arithmetic is MA's too: cell coordinates d = x * float32(n_grid / BoxSize) and
 weights in float32. Those carry an absolute error of up to ~n_grid * 6e-8 in the
@@ -18,10 +20,6 @@ computing as MA does keeps the two paths equal up to the summation order.
 from __future__ import annotations
 
 import numpy as np
-
-BATCH = 1 << 20
-"""Particles per vectorised batch (bounds the temporaries to ~100 MB)."""
-
 
 def wrap_positions(pos: np.ndarray, box_size: float) -> np.ndarray:
     """Positions [Mpc/h, (n, 3)] wrapped into [0, box_size] as float32 (MA's input type).
@@ -59,31 +57,102 @@ def deposit(out: np.ndarray, pos: np.ndarray, mass: np.ndarray, box_size: float,
     out: float32 C-contiguous array (nx, n, n) holding grid planes
     x0 .. x0 + nx - 1 (modulo n) of an n^3 periodic grid over `box_size` [Mpc/h];
     pass a whole (n, n, n) grid with x0 = 0 for the full box.
-    pos: (m, 3) wrapped positions [Mpc/h]; mass: (m,) [Msun/h]. Contributions to
-    planes outside the slab are dropped, so a caller may pass a superset of the
-    particles that touch it.
+    pos: (m, 3) wrapped positions [Mpc/h] (see `wrap_positions`); mass: (m,)
+    [Msun/h]; both are used as float32, like MA's inputs. Contributions to planes
+    outside the slab are dropped, so a caller may pass a superset of the particles
+    that touch it. A position below 0, NaN, or more than a cell beyond box_size
+    raises ValueError (the particles before it are then already in `out`).
     """
     nx, n, n2 = out.shape
     if n != n2 or out.dtype != np.float32 or not out.flags.c_contiguous:
         raise ValueError(f"deposit needs a C-contiguous float32 (nx, n, n) slab, got {out.shape} {out.dtype}")
     if len(pos) != len(mass):
         raise ValueError(f"{len(pos)} positions but {len(mass)} masses")
+    if len(pos) == 0:
+        return
+    pos = np.ascontiguousarray(pos, dtype=np.float32)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ValueError(f"positions must be (m, 3), got {pos.shape}")
+    mass = np.ascontiguousarray(mass, dtype=np.float32)
+    # the same float32 inverse cell size as cell_index, so every particle's lower
+    # point is the one slab_of_particles bucketed it by
+    _kernel()(out, pos, mass, np.float32(n / box_size), x0 % n)
+
+
+_KERNEL = None
+
+
+def _kernel():
+    """`_deposit_kernel` compiled by numba (cached on disk next to this module)."""
+    global _KERNEL
+    if _KERNEL is None:
+        import numba
+
+        _KERNEL = numba.njit(cache=True, nogil=True, error_model="numpy")(_deposit_kernel)
+    return _KERNEL
+
+
+def _deposit_kernel(out, pos, mass, inv_cell, x0):
+    """CIC of particles `pos` (float32 (m, 3)) with masses `mass` into slab `out` (nx, n, n) of planes x0...
+
+    MA's arithmetic per particle (MAS_library CICW): float32 cell coordinate
+    d = x * inv_cell, its integer part (d >= 0), fraction u = d - int(d) and 1 - u in
+    float32, weight (1 - u or u)_x (..)_y (..)_z W multiplied in that order, the
+    eight corners in MA's order; indices periodic in n. Planes outside the slab are
+    skipped. Written for speed: no integer modulo (a wrapped coordinate has
+    0 <= int(d) <= n, so one compare wraps it) and unsigned flat indices (no
+    negative-index wraparound test); a coordinate outside [0, n + 1) (negative,
+    NaN, beyond the box) raises before that particle is written.
+    """
+    nx, n = out.shape[0], out.shape[1]
+    plane = n * n
     flat = out.reshape(-1)
-    for start in range(0, len(pos), BATCH):
-        p = pos[start:start + BATCH]
-        m = np.asarray(mass[start:start + BATCH], dtype=np.float32)
-        ix, ux = cell_index(p[:, 0], n, box_size)
-        iy, uy = cell_index(p[:, 1], n, box_size)
-        iz, uz = cell_index(p[:, 2], n, box_size)
-        rx0 = (ix - x0) % n  # plane index relative to the slab
-        for rx, wx in ((rx0, 1 - ux), ((rx0 + 1) % n, ux)):
-            inside = rx < nx
-            if not inside.any():
-                continue
-            row_x = rx[inside] * n
-            mx = (m * wx)[inside]
-            for jy, wy in ((iy, 1 - uy), ((iy + 1) % n, uy)):
-                row_xy = (row_x + jy[inside]) * n
-                mxy = mx * wy[inside]
-                for jz, wz in ((iz, 1 - uz), ((iz + 1) % n, uz)):
-                    np.add.at(flat, row_xy + jz[inside], mxy * wz[inside])
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    limit = np.float32(n + 1)
+    for i in range(pos.shape[0]):
+        dx = pos[i, 0] * inv_cell
+        dy = pos[i, 1] * inv_cell
+        dz = pos[i, 2] * inv_cell
+        if not (zero <= dx < limit and zero <= dy < limit and zero <= dz < limit):
+            raise ValueError("deposit: a position is outside [0, BoxSize]; wrap positions first (wrap_positions)")
+        ix, iy, iz = int(dx), int(dy), int(dz)
+        ux = dx - np.float32(ix)
+        uy = dy - np.float32(iy)
+        uz = dz - np.float32(iz)
+        vx = one - ux
+        vy = one - uy
+        vz = one - uz
+        w = mass[i]
+        if iy == n:
+            iy = 0
+        jy = iy + 1
+        if jy == n:
+            jy = 0
+        if iz == n:
+            iz = 0
+        jz = iz + 1
+        if jz == n:
+            jz = 0
+        rx = ix - x0  # plane index relative to the slab, in (-n, n]
+        if rx < 0:
+            rx += n
+        elif rx >= n:
+            rx -= n
+        sx = rx + 1
+        if sx == n:
+            sx = 0
+        a = iy * n
+        b = jy * n
+        if rx < nx:
+            c = rx * plane
+            flat[np.uint64(c + a + iz)] += vx * vy * vz * w
+            flat[np.uint64(c + a + jz)] += vx * vy * uz * w
+            flat[np.uint64(c + b + iz)] += vx * uy * vz * w
+            flat[np.uint64(c + b + jz)] += vx * uy * uz * w
+        if sx < nx:
+            c = sx * plane
+            flat[np.uint64(c + a + iz)] += ux * vy * vz * w
+            flat[np.uint64(c + a + jz)] += ux * vy * uz * w
+            flat[np.uint64(c + b + iz)] += ux * uy * vz * w
+            flat[np.uint64(c + b + jz)] += ux * uy * uz * w

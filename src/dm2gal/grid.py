@@ -8,8 +8,8 @@ Two paths give the same field:
 * slabs (`scatter`, `gather`, `assemble`): no process holds the grid. One scatter
   job per input chunk buckets its particles by x-slab (a particle whose lower CIC
   point is a slab's last plane goes to the next slab too); one gather job per slab
-  deposits its buckets with `dm2gal.cic.deposit` (MA's weights, held equal to MA by
-  the tests) and writes the slab's Zarr chunks; `assemble` hard-links those chunk
+  deposits its buckets with `dm2gal.cic.deposit` (MA's weights and float32
+  arithmetic in a numba loop, at MA's rate; held equal to MA by the tests) and writes the slab's Zarr chunks; `assemble` hard-links those chunk
   files into the final store, which appears atomically.
 
 A field's input is a `FieldSource`: a run's particles (one chunk per snapshot
@@ -334,8 +334,10 @@ def memory_mb(step: str, n_grid: int, thickness: int, particles_per_chunk: float
     reads, float32 copies, MA's temporaries). scatter: ~80 B per particle of one
     chunk (float64 read, float32 copy, slab ids, sort order, bucket copies; 65 B
     measured by benchmarks/grid.py). gather: the float32
-    slab, the deposit batches (~400 MB) and one bucket (16 B per particle; at
-    worst a whole chunk, since TNG chunks are ordered by halo, hence clustered).
+    slab, ~400 MB for numba's compiler and the deposit (~120 MB measured; the
+    deposit itself allocates nothing for float32 buckets) and one bucket (16 B per
+    particle; at worst a whole chunk, since TNG chunks are ordered by halo, hence
+    clustered).
     Includes ~300 MB for the interpreter and libraries (numpy, h5py, zarr).
     """
     base = 300e6
