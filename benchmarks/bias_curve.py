@@ -1,13 +1,16 @@
-"""Bias of the painted stellar mass per bin of predicted mass, at the test cube's true galaxy voxels.
+"""Bias of the painted stellar mass per bin of predicted mass.
 
-Reads the oracle painting (the model evaluated at the voxels where the hydro truth has
-M* > min_stellar_mass, `{results}/paint/test_oracle/stellar_mass.zarr`) and the truth
-cut from `{results}/fields/hydro/stellar_mass.zarr`; prints, per 0.5-dex bin of painted
-mass, the number of voxels, mean(log10 painted - log10 true) [dex] and
-sum(painted) / sum(true) (the linear-mass bias that P(k), B and the total mass feel),
-with its sampling error. Usage:
+By default reads the test cube's oracle painting (the model evaluated at the voxels where
+the hydro truth has M* > min_stellar_mass, `{results}/paint/test_oracle/stellar_mass.zarr`)
+and the truth cut from `{results}/fields/hydro/stellar_mass.zarr`; with `--universe NAME`
+the honest painting of a whole held-out universe (`{results}/paint/universes/NAME/`)
+against its hydro twin, every painted voxel counted (empty ones in the truth too). Prints,
+per 0.5-dex bin of painted mass, the number of painted voxels, mean(log10 painted - log10
+true) [dex] over those whose truth exceeds min_stellar_mass, and sum(painted) / sum(true)
+over all of them (the linear-mass bias that P(k), B and the total mass feel), with its
+sampling error. Usage:
 
-    python benchmarks/bias_curve.py results [--json out.json]
+    python benchmarks/bias_curve.py results [--universe heldout1] [--json out.json]
 """
 
 import argparse
@@ -21,32 +24,40 @@ from dm2gal.split import read_cube
 
 
 def bias_curve(painted: np.ndarray, truth: np.ndarray, min_mass: float, edges: np.ndarray) -> list[dict]:
-    """Rows {log10_lo, log10_hi, n, dex, linear, linear_err} at voxels with truth > min_mass and painted > 0."""
-    sel = (truth > min_mass) & (painted > 0)
+    """Rows {log10_lo, log10_hi, n, dex, linear, linear_err} over the painted voxels (painted > 0);
+    dex is the mean log ratio over those with truth > min_mass."""
+    sel = painted > 0
     p, t = painted[sel].astype(np.float64), truth[sel].astype(np.float64)
     b = np.digitize(np.log10(p), edges) - 1
     rows = []
     for i in range(len(edges) - 1):
         m = b == i
-        if m.sum() < 2:
+        occupied = m & (t > min_mass)
+        if m.sum() < 2 or t[m].sum() <= 0:
             continue
         ratio = p[m].sum() / t[m].sum()
         rows.append(dict(log10_lo=float(edges[i]), log10_hi=float(edges[i + 1]), n=int(m.sum()),
-                         dex=float(np.mean(np.log10(p[m] / t[m]))), linear=float(ratio),
-                         linear_err=float(ratio * t[m].std() * np.sqrt(m.sum()) / t[m].sum())))
+                         dex=float(np.mean(np.log10(p[occupied] / t[occupied]))) if occupied.any() else float("nan"),
+                         linear=float(ratio), linear_err=float(ratio * t[m].std() * np.sqrt(m.sum()) / t[m].sum())))
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", type=Path)
+    ap.add_argument("--universe", help="a held-out universe of evaluation.universes (honest, whole box)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     cubes = args.results / "split" / "cubes.json"
-    start, size = read_cube(cubes, "test")
     min_mass = float(json.loads(cubes.read_text())["min_stellar_mass"])
-    painted = np.asarray(open_field(args.results / "paint" / "test_oracle" / "stellar_mass.zarr")[...])
-    truth = read_periodic(open_field(args.results / "fields" / "hydro" / "stellar_mass.zarr"), start, (size,) * 3)
+    if args.universe:
+        painted = np.asarray(open_field(args.results / "paint" / "universes" / args.universe / "stellar_mass.zarr")[...])
+        truth = np.asarray(open_field(args.results / "fields" / "universes" / args.universe / "hydro"
+                                      / "stellar_mass.zarr")[...])
+    else:
+        start, size = read_cube(cubes, "test")
+        painted = np.asarray(open_field(args.results / "paint" / "test_oracle" / "stellar_mass.zarr")[...])
+        truth = read_periodic(open_field(args.results / "fields" / "hydro" / "stellar_mass.zarr"), start, (size,) * 3)
     rows = bias_curve(painted, truth, min_mass, np.arange(8.0, 12.01, 0.5))
     print(f"{'log10 M* painted':>18} {'n':>5} {'dex':>7} {'sum ratio':>14}")
     for r in rows:

@@ -2,11 +2,13 @@
 
 Runs `snakemake all` with `seed=S` (the mini-universe, training and HOD seeds all follow
 it) for each seed given, each in its own results and data folder under OUT, then
-prints one table row per seed from its metrics.json (P(k), B and PDF mean abs rel err,
-r(k) at stats.r_at_k, total painted stellar mass error, for dm2gal and the HOD) and the
-mean and standard deviation over seeds. Usage (from the repository root):
+prints from each metrics.json a row for the test cube and one for the mean over the held-out
+universes (mean |log10(X/T)| of P(k), B and the PDF, |r(k) - 1| at stats.r_at_k, |total
+painted stellar mass / true - 1|, for dm2gal and the HOD, and who wins P and B by the
+pipeline's verdicts), then the mean and standard deviation over seeds. Usage (from the
+repository root):
 
-    python benchmarks/seeds.py OUT 1234 1 2 3 4 [--cores 2] [--config key=value ...]
+    python benchmarks/seeds.py OUT 1234 2000 3000 4000 5000 [--cores 2] [--config key=value ...] [--table-only]
 """
 
 import argparse
@@ -18,8 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-COLUMNS = [("pk", "mean_abs_rel_err"), ("bk", "mean_abs_rel_err"), ("pdf", "mean_abs_rel_err"), ("r", "at_k"),
-           ("total_mass", "rel_err")]
+COLUMNS = [("pk", "mean_abs_log10", "dm2gal"), ("pk", "mean_abs_log10", "hod"),
+           ("bk", "mean_abs_log10", "dm2gal"), ("bk", "mean_abs_log10", "hod"),
+           ("pdf", "mean_abs_log10", "dm2gal_realisations"), ("pdf", "mean_abs_log10", "hod"),
+           ("r", "abs_dev", "dm2gal"), ("r", "abs_dev", "hod"),
+           ("total_mass", "abs_rel_err", "dm2gal"), ("total_mass", "abs_rel_err", "hod")]
+"""(statistic, score, model) of each column: the scores of metrics.json (the HOD's are means over
+its draws); the PDF is dm2gal's realisations' (the mean field has no scatter by design)."""
+REGIONS = ("test", "universes_mean")
 
 
 def run_seed(out: Path, seed: int, cores: int, extra: list[str]) -> tuple[dict, float]:
@@ -32,22 +40,30 @@ def run_seed(out: Path, seed: int, cores: int, extra: list[str]) -> tuple[dict, 
     return json.loads((folder / "results" / "metrics.json").read_text()), time.time() - t0
 
 
-def table(metrics: dict[int, dict], models=("dm2gal", "hod")) -> str:
-    head = "seed | " + " | ".join(f"{s} {m}" for s, _ in COLUMNS for m in models) + " | dm2gal wins P, B"
-    lines = [head, "|".join(["---"] * (len(COLUMNS) * len(models) + 2))]
-    values = {f"{s}.{m}": [] for s, _ in COLUMNS for m in models}
+def table(metrics: dict[int, dict]) -> str:
+    """A markdown table: a row per seed and region (the test cube; the mean over the held-out
+    universes), a column per COLUMNS entry, the held-out verdict winners of P(k) and B, and the
+    mean and standard deviation over seeds of each region."""
+    head = "seed | region | " + " | ".join(f"{s} {m}" for s, _, m in COLUMNS) + " | winner P, B"
+    lines = [head, "|".join(["---"] * (len(COLUMNS) + 3))]
+    values = {(r, c): [] for r in REGIONS for c in COLUMNS}
+    wins = {r: [0, 0] for r in REGIONS}
     for seed, m in metrics.items():
-        row = []
-        for s, key in COLUMNS:
-            for model in models:
-                v = m[f"{s}.{model}.{key}"]
-                values[f"{s}.{model}"].append(v)
-                row.append(f"{v:+.3f}" if s == "total_mass" else f"{v:.3f}")
-        wins = [m[f"{s}.dm2gal.mean_abs_rel_err"] < m[f"{s}.hod.mean_abs_rel_err"] for s in ("pk", "bk")]
-        lines.append(f"{seed} | " + " | ".join(row) + f" | {'yes' if wins[0] else 'no'}, {'yes' if wins[1] else 'no'}")
-    lines.append("mean +- std | " + " | ".join(
-        f"{np.mean(values[f'{s}.{m}']):.3f} +- {np.std(values[f'{s}.{m}'], ddof=1) if len(metrics) > 1 else 0:.3f}"
-        for s, _ in COLUMNS for m in models) + " |")
+        for region in REGIONS:
+            row = []
+            for c in COLUMNS:
+                v = m["scores"][c[0]][c[2]][c[1]][region]
+                values[region, c].append(v)
+                row.append(f"{v:.3f}")
+            basis = "test" if region == "test" else "held_out"
+            winner = [m["verdicts"][s][basis]["winner"] for s in ("pk", "bk")]
+            wins[region] = [w + (x == "dm2gal") for w, x in zip(wins[region], winner)]
+            lines.append(f"{seed} | {region} | " + " | ".join(row) + f" | {winner[0]}, {winner[1]}")
+    for region in REGIONS:
+        cells = [f"{np.mean(values[region, c]):.3f} +- {np.std(values[region, c], ddof=1) if len(metrics) > 1 else 0:.3f}"
+                 for c in COLUMNS]
+        lines.append(f"mean +- std | {region} | " + " | ".join(cells)
+                     + f" | dm2gal wins P {wins[region][0]}/{len(metrics)}, B {wins[region][1]}/{len(metrics)}")
     return "\n".join(lines)
 
 
@@ -57,10 +73,14 @@ def main() -> None:
     ap.add_argument("seeds", type=int, nargs="+")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--config", nargs="*", default=[], help="extra snakemake --config key=value pairs")
+    ap.add_argument("--table-only", action="store_true", help="tabulate the seeds' existing metrics.json")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     metrics = {}
     for seed in args.seeds:
+        if args.table_only:
+            metrics[seed] = json.loads((args.out / f"seed{seed}" / "results" / "metrics.json").read_text())
+            continue
         metrics[seed], seconds = run_seed(args.out, seed, args.cores, args.config)
         print(f"seed {seed}: {seconds:.0f} s", flush=True)
     text = table(metrics)

@@ -2,10 +2,10 @@
 
 Patches are drawn by the split's weights w (`dm2gal.sampler.WeightedDraws`: rare
 massive galaxies are seen as often as common ones). Weights counted in the target's
-own mass (the paper's) make a plain MSE's optimum the *w-weighted* conditional mean of
-y = log10 M*, which sits above the plain one wherever the stellar-mass function
-falls; weights counted in an input (the default, gravity-only subhalo mass) leave the
-optimum where it is.
+own mass (the paper's, the default `split.weight_by`) make a plain MSE's optimum the
+*w-weighted* conditional mean of y = log10 M*, which sits above the plain one wherever
+the stellar-mass function falls; weights counted in an input (gravity-only subhalo
+mass) leave the optimum where it is.
 
 - `unbiased` (the default): the head gives the mean mu and the log scatter of y
   (normalised units), fitted by a Gaussian negative log-likelihood whose every sample

@@ -185,15 +185,16 @@ def validation_scores(data: TrainingData, at_galaxies: Prediction, at_candidates
                 pk_error=pk_error(painted, data.val_truth, data.val_side, selection["mas"], selection["k_range"]))
 
 
-def calibrate(net: torch.nn.Module, data: TrainingData, source: PatchSource, batch_size: int):
-    """The `dm2gal.calibration.Calibration` of `net`'s painting at the calibration voxels, or
-    None when there are none (a TrainingData without them)."""
+def calibrate(net: torch.nn.Module, data: TrainingData, source: PatchSource, batch_size: int, bin_voxels: int):
+    """The `dm2gal.calibration.Calibration` of `net`'s painting at the calibration voxels (bins of
+    `bin_voxels` occupied voxels), or None when there are none (a TrainingData without them)."""
     from .calibration import fit as fit_calibration
 
     if data.cal_coords is None or len(data.cal_coords) == 0:
         return None
     pred = predict(net, source, data.cal_coords, data.normalisation, batch_size=batch_size)
-    cal = fit_calibration(pred.mean_mass(), pred.mu, pred.sigma, data.cal_truth, data.min_mass)
+    cal = fit_calibration(pred.mean_mass(), pred.mu, pred.sigma, data.cal_truth, data.min_mass,
+                          min_galaxies=bin_voxels)
     log.info("calibration on %d voxels (%d occupied): log10 true/painted %s at log10 m %s; scatter x %.3f",
              len(data.cal_coords), int((data.cal_truth > data.min_mass).sum()),
              np.round(cal.log10_ratio, 3).tolist(), np.round(cal.log10_mass, 2).tolist(), cal.scatter_factor)
@@ -346,7 +347,8 @@ def write_history(path, rows: list[dict]) -> None:
 def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_decay: float, batch_size: int,
         steps_per_epoch: int, max_epochs: int, ckpt_path, history_path, selection: dict, seed: int = 0,
         objective: str = "unbiased", beta_nll: float = 0.5, schedule: str = "cosine", ema_decay: float = 0.995,
-        selection_window: int = 3, patience: int = 5, val_batch_size: int = 256, max_minutes: float | None = None,
+        selection_window: int = 3, calibration_bin_voxels: int = 50, patience: int = 5, val_batch_size: int = 256,
+        max_minutes: float | None = None,
         devices: int | str = "auto", accelerator: str = "auto", strategy: str | None = None,
         progress: bool = True, extra_hparams: dict | None = None) -> dict:
     """Train one hyper-parameter point; returns {'best_selection', 'epochs', 'history', 'world_size'}.
@@ -367,6 +369,10 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
                          f"the model has {model_cfg.get('outputs', 1)}")
     if schedule not in SCHEDULES:
         raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if data.cal_truth is not None and (data.cal_truth > data.min_mass).sum() < calibration_bin_voxels:
+        raise ValueError(f"the calibration voxels hold {int((data.cal_truth > data.min_mass).sum())} occupied "
+                         f"voxels, fewer than one bin of train.calibration_bin_voxels = {calibration_bin_voxels}: "
+                         f"raise split.calibration.fraction")
     L.seed_everything(seed, workers=True, verbose=False)
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:  # cuBLAS needs this for deterministic matrix products
@@ -374,7 +380,8 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
     hparams = dict(learning_rate=learning_rate, weight_decay=weight_decay, batch_size=batch_size,
                    steps_per_epoch=steps_per_epoch, max_epochs=max_epochs, patience=patience, seed=seed,
                    objective=objective, beta_nll=beta_nll, schedule=schedule, ema_decay=ema_decay,
-                   selection_window=selection_window, val_batch_size=val_batch_size, **(extra_hparams or {}))
+                   selection_window=selection_window, calibration_bin_voxels=calibration_bin_voxels,
+                   val_batch_size=val_batch_size, **(extra_hparams or {}))
     module = Dm2GalModule(model_cfg, data, hparams, selection)
     history = History(selection_window)
     n_dev = devices if isinstance(devices, int) else (torch.cuda.device_count() if on_gpu else 1)
@@ -395,7 +402,7 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
     if trainer.is_global_zero and history.best_state is not None:
         row = history.best_row
         module.ema_net.load_state_dict(history.best_state)
-        cal = calibrate(module.ema_net, data, module.source, val_batch_size)
+        cal = calibrate(module.ema_net, data, module.source, val_batch_size, calibration_bin_voxels)
         ckpt = checkpoint_dict(module.ema_net, data.normalisation, hparams, epoch=row["epoch"],
                                calibration=cal.as_dict() if cal is not None else None,
                                metrics={k: row[k] for k in ("val_mse", "val_mse_mean_predictor", "val_mse_floor",
