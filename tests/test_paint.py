@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dm2gal import occupancy, paint
-from dm2gal.catalogue import read_catalogue, write_catalogue
+from dm2gal.catalogue import galaxies, read_catalogue, write_catalogue
 from dm2gal.fields import field_attrs, read_field, write_field
 from dm2gal.model import build_model, model_config
 from dm2gal.split import Cube
@@ -105,7 +105,7 @@ def test_catalogue_shares_painted_mass_among_subhalos(tmp_path):
     painted = 0.01 * grid.astype(np.float64)  # painted mass proportional to the subhalo field
     painted[np.unravel_index(np.argmin(grid), grid.shape)] = 5e8  # a voxel no subhalo reaches
     orphan = np.array(np.unravel_index(np.argmin(grid), grid.shape))
-    gal = paint.galaxies(painted, (0, 0, 0), n, box, pos, mass, slab=7)
+    gal = galaxies(painted, (0, 0, 0), n, box, pos, mass, slab=7)
     hosted = gal["host_subhalo"] >= 0
     np.testing.assert_array_equal(gal["host_subhalo"][hosted], np.arange(300))
     np.testing.assert_allclose(gal["stellar_mass"][hosted], 0.01 * mass, rtol=1e-5)
@@ -118,7 +118,7 @@ def test_catalogue_shares_painted_mass_among_subhalos(tmp_path):
     from dm2gal.fields import read_periodic
 
     cube = read_periodic(painted, start, (size,) * 3)
-    part = paint.galaxies(cube, start, n, box, pos, mass, slab=4)
+    part = galaxies(cube, start, n, box, pos, mass, slab=4)
     assert part["stellar_mass"].sum() == pytest.approx(cube.sum(), rel=1e-6)
     write_catalogue(tmp_path / "c.hdf5", attrs=dict(box_size=box, mode="honest"), **part)
     cols, attrs = read_catalogue(tmp_path / "c.hdf5")

@@ -19,6 +19,9 @@ computing as MA does keeps the two paths equal up to the summation order.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import numpy as np
 
 def wrap_positions(pos: np.ndarray, box_size: float) -> np.ndarray:
@@ -38,6 +41,50 @@ def cell_index(x: np.ndarray, n_grid: int, box_size: float) -> tuple[np.ndarray,
     d = np.asarray(x, dtype=np.float32) * np.float32(n_grid / box_size)
     lower = np.floor(d)
     return lower.astype(np.int64) % n_grid, d - lower
+
+
+def corners(pos: np.ndarray, n_grid: int, box_size: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The 8 CIC corners of points `pos` (m, 3) [Mpc/h] on the periodic n_grid^3 grid, one at a time:
+    (index (3, m) int64 grid point, weight (m,) float32 share of the point's mass), with the
+    weights `deposit` and MA use, for code that needs to know which point fed which voxel."""
+    wrapped = wrap_positions(pos, box_size)
+    lower, frac = zip(*(cell_index(wrapped[:, a], n_grid, box_size) for a in range(3)))
+    for offset in itertools.product((0, 1), repeat=3):
+        index = np.stack([(lower[a] + d) % n_grid for a, d in enumerate(offset)])
+        weight = np.ones(len(wrapped), np.float32)
+        for a, d in enumerate(offset):
+            weight = weight * (frac[a] if d else 1 - frac[a])
+        yield index, weight
+
+
+def deposit_cube(pos: np.ndarray, mass: np.ndarray, box_size: float, n_grid: int,
+                 start, size: int, mas: str = "CIC") -> np.ndarray:
+    """Deposit point masses [Msun/h] at `pos` [Mpc/h] with Pylians' `mas` and return the periodic
+    cube [start, start + size) of the n_grid^3 parent grid, float32 (size, size, size).
+
+    The same Pylians assignment as a whole-box deposit, done on a padded local grid
+    so a 2048^3 parent never has to exist in memory.
+    """
+    import MAS_library as MASL
+
+    from .fields import read_periodic
+
+    cell = box_size / n_grid
+    pad = 3  # beyond the widest kernel Pylians offers (PCS reaches 2 cells)
+    m = size + 2 * pad
+    if m >= n_grid:  # the cube is (nearly) the whole box: deposit the box, then cut
+        grid = np.zeros((n_grid,) * 3, np.float32)
+        MASL.MA(np.mod(pos, box_size).astype(np.float32), grid, np.float32(box_size), mas,
+                W=mass.astype(np.float32), verbose=False)
+        return read_periodic(grid, start, (size,) * 3)
+    origin = (np.asarray(start, np.float64) - pad) * cell
+    local = np.mod(pos - origin, box_size)  # periodic offset from the padded cube's corner
+    keep = np.all(local < (m - 1) * cell, axis=1) & np.all(local >= cell, axis=1)
+    grid = np.zeros((m,) * 3, np.float32)
+    if keep.any():
+        MASL.MA(local[keep].astype(np.float32), grid, np.float32(m * cell), mas,
+                W=mass[keep].astype(np.float32), verbose=False)
+    return grid[pad:pad + size, pad:pad + size, pad:pad + size].copy()
 
 
 def slab_of_particles(x: np.ndarray, n_grid: int, box_size: float, thickness: int) -> tuple[np.ndarray, np.ndarray]:

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cic import deposit_cube
+
 log = logging.getLogger("dm2gal.hod")
 
 
@@ -286,35 +288,6 @@ def sample(hod: HOD, dark: Catalogue, rng: np.random.Generator, corr: dict | Non
                 draw = draw * corr["sat_ratio"][b] * corr["mass_ratio"][b]
             mass[idx] = draw
     return dict(stellar_mass=mass, central=cen, bin=sub_bin, **corr)
-
-
-def deposit_cube(pos: np.ndarray, mass: np.ndarray, box_size: float, n_grid: int,
-                 start, size: int, mas: str = "CIC") -> np.ndarray:
-    """Deposit point masses [Msun/h] at `pos` [Mpc/h] and return the periodic cube
-    [start, start + size) of the n_grid^3 parent grid, float32 (size, size, size).
-
-    The same Pylians assignment as a whole-box deposit, done on a padded local grid
-    so a 2048^3 parent never has to exist in memory.
-    """
-    import MAS_library as MASL
-
-    cell = box_size / n_grid
-    pad = 3  # beyond the widest kernel Pylians offers (PCS reaches 2 cells)
-    m = size + 2 * pad
-    if m >= n_grid:  # the cube is (nearly) the whole box: deposit the box, then cut
-        grid = np.zeros((n_grid,) * 3, np.float32)
-        MASL.MA(np.mod(pos, box_size).astype(np.float32), grid, np.float32(box_size), mas,
-                W=mass.astype(np.float32), verbose=False)
-        from .fields import read_periodic
-        return read_periodic(grid, start, (size,) * 3)
-    origin = (np.asarray(start, np.float64) - pad) * cell
-    local = np.mod(pos - origin, box_size)  # periodic offset from the padded cube's corner
-    keep = np.all(local < (m - 1) * cell, axis=1) & np.all(local >= cell, axis=1)
-    grid = np.zeros((m,) * 3, np.float32)
-    if keep.any():
-        MASL.MA(local[keep].astype(np.float32), grid, np.float32(m * cell), mas,
-                W=mass[keep].astype(np.float32), verbose=False)
-    return grid[pad:pad + size, pad:pad + size, pad:pad + size].copy()
 
 
 def stellar_mass_function(mass: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -245,62 +245,6 @@ def painted_attrs(dark_attrs: dict, start, size: int, mode: str, source: str, **
                        mode=mode, label=label, **extra)
 
 
-def galaxies(painted, origin, parent_n_grid: int, box_size: float, sub_pos: np.ndarray, sub_mass: np.ndarray,
-             slab: int = 64) -> dict[str, np.ndarray]:
-    """A mock catalogue from a painted cube: the painted mass shared among the subhalos.
-
-    `painted`: (s, s, s) array or Zarr field [Msun/h per voxel] whose first voxel is
-    `origin` of the parent n^3 grid of side `box_size` [Mpc/h]; `sub_pos` [Mpc/h] and
-    `sub_mass` [Msun/h]: the gravity-only subhalos. Each painted voxel's mass goes to
-    the subhalos whose CIC cloud (the same weights as the subhalo field) reaches it,
-    in proportion to their share of that voxel's subhalo mass; a painted voxel no
-    subhalo reaches becomes a galaxy at the voxel's grid point with host -1. Total
-    mass is conserved. Returns position, stellar_mass, host_subhalo.
-    """
-    from .cic import cell_index, wrap_positions
-
-    n, s = int(parent_n_grid), int(painted.shape[0])
-    cell = box_size / n
-    pos = wrap_positions(sub_pos, box_size)
-    lower, frac = zip(*(cell_index(pos[:, a], n, box_size) for a in range(3)))
-    local = [(lower[a] - int(origin[a])) % n for a in range(3)]  # lower point, cube-local
-    gal_mass = np.zeros(len(sub_pos))
-    orphan_pos, orphan_mass = [], []
-    for x0 in range(0, s, slab):
-        x1 = min(x0 + slab, s)
-        block = np.asarray(painted[x0:x1], np.float64)
-        # subhalos whose cloud reaches planes x0..x1-1: lower plane in [x0 - 1, x1)
-        sel = np.flatnonzero(((local[0] - (x0 - 1)) % n) < (x1 - x0 + 1))
-        denom = np.zeros(block.size)
-        keys, weights = [], []
-        for dx in (0, 1):
-            for dy in (0, 1):
-                for dz in (0, 1):
-                    ix = (local[0][sel] + dx) % n - x0
-                    iy = (local[1][sel] + dy) % n
-                    iz = (local[2][sel] + dz) % n
-                    w = sub_mass[sel] * (frac[0][sel] if dx else 1 - frac[0][sel]) \
-                        * (frac[1][sel] if dy else 1 - frac[1][sel]) * (frac[2][sel] if dz else 1 - frac[2][sel])
-                    inside = (ix >= 0) & (ix < x1 - x0) & (iy < s) & (iz < s) & (w > 0)
-                    key = (ix[inside] * s + iy[inside]) * s + iz[inside]
-                    keys.append((sel[inside], key))
-                    weights.append(w[inside])
-                    np.add.at(denom, key, w[inside])
-        flat = block.reshape(-1)
-        for (subs, key), w in zip(keys, weights):
-            np.add.at(gal_mass, subs, flat[key] * w / denom[key])
-        orphan = np.flatnonzero((flat > 0) & (denom == 0))
-        if len(orphan):
-            ox, oy, oz = np.unravel_index(orphan, block.shape)
-            grid = np.stack([ox + x0, oy, oz], axis=1) + np.asarray(origin)
-            orphan_pos.append((grid % n) * cell)
-            orphan_mass.append(flat[orphan])
-    has = gal_mass > 0
-    position = np.concatenate([np.asarray(sub_pos, np.float64)[has]] + orphan_pos)
-    return dict(position=position, stellar_mass=np.concatenate([gal_mass[has]] + orphan_mass),
-                host_subhalo=np.concatenate([np.flatnonzero(has)] + [np.full(len(m), -1) for m in orphan_mass]))
-
-
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
     import torch
@@ -331,7 +275,7 @@ def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, ou
     import torch
 
     from .atomic import atomic_path
-    from .catalogue import write_catalogue
+    from .catalogue import galaxies, write_catalogue
     from .inference import load_model
     from .tng import load_subhalos
 

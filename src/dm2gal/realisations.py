@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from .atomic import atomic_path
-from .cic import cell_index, wrap_positions
+from .cic import corners
 from .fields import create_field, open_field
 from .tng import load_subhalos
 
@@ -34,19 +34,11 @@ def host_subhalos(coords: np.ndarray, origin, n_grid: int, box_size: float, sub_
     """(K,) index of the subhalo giving the most CIC mass to each voxel `coords` (K, 3) of the
     parent n_grid^3 grid (cube-local: offsets from `origin`); -1 where no subhalo reaches it."""
     n = int(n_grid)
-    pos = wrap_positions(sub_pos, box_size)
-    lower, frac = zip(*(cell_index(pos[:, a], n, box_size) for a in range(3)))
     keys, hosts, weights = [], [], []
-    for dx in (0, 1):
-        for dy in (0, 1):
-            for dz in (0, 1):
-                idx = [(lower[a] + d) % n for a, d in enumerate((dx, dy, dz))]
-                w = np.asarray(sub_mass, np.float64)
-                for a, d in enumerate((dx, dy, dz)):
-                    w = w * (frac[a] if d else 1.0 - frac[a])
-                keys.append((idx[0] * n + idx[1]) * n + idx[2])
-                hosts.append(np.arange(len(w)))
-                weights.append(w)
+    for idx, share in corners(sub_pos, n, box_size):
+        keys.append((idx[0] * n + idx[1]) * n + idx[2])
+        hosts.append(np.arange(len(share)))
+        weights.append(np.asarray(sub_mass, np.float64) * share)
     keys, hosts, weights = np.concatenate(keys), np.concatenate(hosts), np.concatenate(weights)
     keep = weights > 0
     keys, hosts, weights = keys[keep], hosts[keep], weights[keep]
