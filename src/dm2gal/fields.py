@@ -27,6 +27,19 @@ def field_attrs(
                 snapshot=int(snapshot), mas=mas, quantity=quantity, **extra)
 
 
+def cube_attrs(parent: dict, start, size: int, **extra) -> dict:
+    """The attributes of a field cut from `parent`'s grid (a painted, HOD or truth cube): its
+    side [Mpc/h] and voxels, first voxel `origin` of the parent grid, the parent's n_grid and
+    box_size, the parent's source, snapshot, mas, quantity and units unless `extra` says
+    otherwise, and `extra`."""
+    n = int(parent.get("parent_n_grid", parent["n_grid"]))
+    box = float(parent.get("parent_box_size", parent["box_size"]))
+    base = dict(source=parent["source"], snapshot=int(parent["snapshot"]), mas=parent["mas"],
+                quantity=parent["quantity"], units=parent.get("units", "Msun/h"))
+    return field_attrs(**{**base, **extra, "box_size": size * box / n, "n_grid": size,
+                          "origin": [int(s) for s in start], "parent_n_grid": n, "parent_box_size": box})
+
+
 def create_field(path: str | os.PathLike, attrs: dict, chunk: int = DEFAULT_CHUNK, dtype="float32"):
     """Create an empty (n_grid^3) Zarr v3 array at `path` with compressed cubic chunks.
 

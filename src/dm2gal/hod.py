@@ -366,8 +366,7 @@ def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_
 
     from .atomic import atomic_path
     from .catalogue import write_catalogue
-    from .fields import open_field, write_field
-    from .paint import painted_attrs
+    from .fields import cube_attrs, open_field, write_field
     from .split import read_cube
 
     truth_attrs = dict(open_field(truth_path).attrs)
@@ -381,9 +380,9 @@ def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_
                                  snapshot if target_snapshot is None else target_snapshot, truth_attrs, start, size,
                                  n_bins, mass_min, mass_max, halo_mass_field, seeds, match_masses, same_box)
     for i, (cube, path) in enumerate(zip(cubes, out_fields)):
-        attrs = painted_attrs(truth_attrs, start, size, "hod", source, model="HOD (Kasmanoff et al. 2020, sec. 2.3)",
-                              universe=universe, realisation=i, seed=seed)
-        attrs["label"] = "HOD benchmark: training hydro halo-mass bins sampled onto gravity-only subhalos"
+        attrs = cube_attrs(truth_attrs, start, size, source=source, quantity="stellar_mass", mode="hod",
+                           label="HOD benchmark: training hydro halo-mass bins sampled onto gravity-only subhalos",
+                           model="HOD (Kasmanoff et al. 2020, sec. 2.3)", universe=universe, realisation=i, seed=seed)
         write_field(path, cube, attrs)
     write_catalogue(out_catalogue, attrs=dict(box_size=float(truth_attrs["box_size"]), source=source, mode="hod",
                                               seed=seed, universe=universe, realisation=0), **columns)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fields import create_field, field_attrs, open_field, read_periodic
+from .fields import create_field, cube_attrs, open_field, read_periodic
 from .inference import decode, input_scale
 from .sampler import normalise
 from .split import read_cube
@@ -237,12 +237,9 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
 
 def painted_attrs(dark_attrs: dict, start, size: int, mode: str, source: str, **extra) -> dict:
     """Attributes of a painted cube field: a cube of the parent grid of `dark_attrs`."""
-    cell = float(dark_attrs["box_size"]) / int(dark_attrs["n_grid"])
     label = ORACLE_LABEL if mode == "oracle" else "honest: positions from the gravity-only run alone"
-    return field_attrs(box_size=size * cell, n_grid=size, source=source, snapshot=int(dark_attrs["snapshot"]),
-                       mas=dark_attrs["mas"], quantity="stellar_mass", origin=[int(s) for s in start],
-                       parent_n_grid=int(dark_attrs["n_grid"]), parent_box_size=float(dark_attrs["box_size"]),
-                       mode=mode, label=label, **extra)
+    return cube_attrs(dark_attrs, start, size, source=source, quantity="stellar_mass", units="Msun/h", mode=mode,
+                      label=label, **extra)
 
 
 def resolve_device(device: str) -> str:

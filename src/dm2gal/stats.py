@@ -225,18 +225,14 @@ def load_stats(path: str | os.PathLike) -> dict:
 def read_truth(hydro_field: str | os.PathLike, cubes_json: str | os.PathLike | None) -> tuple[np.ndarray, dict]:
     """The true stellar mass of the region, cut periodically from the whole-box hydro field:
     the test cube of `cubes_json`, or the whole box when it is None. Returns (array (size,)*3
-    [Msun/h], attrs with box_size = region side [Mpc/h], n_grid, origin, parent_n_grid)."""
-    from .fields import open_field, read_periodic
+    [Msun/h], `dm2gal.fields.cube_attrs`: box_size = region side [Mpc/h], n_grid, origin, ...)."""
+    from .fields import cube_attrs, open_field, read_periodic
     from .split import read_cube
 
     arr = open_field(hydro_field)
-    attrs = dict(arr.attrs)
-    parent = int(attrs["n_grid"])
-    start, size = read_cube(cubes_json, "test") if cubes_json is not None else ((0, 0, 0), parent)
-    cube = read_periodic(arr, start, (size,) * 3)
-    attrs.update(box_size=float(attrs["box_size"]) * size / parent, n_grid=size, origin=list(start),
-                 parent_n_grid=parent)
-    return cube, attrs
+    parent = dict(arr.attrs)
+    start, size = read_cube(cubes_json, "test") if cubes_json is not None else ((0, 0, 0), int(parent["n_grid"]))
+    return read_periodic(arr, start, (size,) * 3), cube_attrs(parent, start, size)
 
 
 def read_model_cube(path: str | os.PathLike, start: list[int], size: int) -> tuple[np.ndarray, dict]:
