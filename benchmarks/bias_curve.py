@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dm2gal.fields import open_field, read_periodic
-from dm2gal.split import read_cube
+from dm2gal.split import read_cubes
 
 
 def bias_curve(painted: np.ndarray, truth: np.ndarray, min_mass: float, edges: np.ndarray) -> list[dict]:
@@ -55,7 +55,8 @@ def main() -> None:
         truth = np.asarray(open_field(args.results / "fields" / "universes" / args.universe / "hydro"
                                       / "stellar_mass.zarr")[...])
     else:
-        start, size = read_cube(cubes, "test")
+        test = read_cubes(cubes).test
+        start, size = test.start, test.size
         painted = np.asarray(open_field(args.results / "paint" / "test_oracle" / "stellar_mass.zarr")[...])
         truth = read_periodic(open_field(args.results / "fields" / "hydro" / "stellar_mass.zarr"), start, (size,) * 3)
     rows = bias_curve(painted, truth, min_mass, np.arange(8.0, 12.01, 0.5))

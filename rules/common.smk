@@ -276,10 +276,10 @@ def stats_inputs(wildcards):
 
 def stats_mem_mb(wildcards, input):
     """About 16 float32 copies of the region (fields, overdensities, FFTs, bispectrum shells)."""
-    from dm2gal.split import read_cube
+    from dm2gal.split import read_cubes
 
     try:
-        size = read_cube(input.cubes, "test")[1] if wildcards.universe == "test" else GRID["n_grid"]
+        size = read_cubes(input.cubes).test.size if wildcards.universe == "test" else GRID["n_grid"]
     except FileNotFoundError:  # before split has run
         return 2000
     return max(1000, 16 * 4 * size**3 // 2**20 + 500)

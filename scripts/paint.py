@@ -6,7 +6,7 @@ from dm2gal.paint import configured_patch, run
 log_to_file(snakemake.log[0])
 i, p = snakemake.input, snakemake.params
 run(i.model, i.dm_mass, i.subhalo_mass, i.reference_dm, p.base, p.snapshot, snakemake.output.field,
-    snakemake.output.catalogue, source=p.source, mode="honest", cubes_json=None if p.whole_box else i.cubes,
+    snakemake.output.catalogue, source=p.source, mode="honest", cubes_json=i.cubes, whole_box=p.whole_box,
     occupancy_json=i.occupancy, expected_patch=configured_patch(p.model), method=p.method, tile=p.tile,
     batch=p.batch, device=p.device, max_memory_gb=p.max_memory_gb, threads=snakemake.threads,
     out_scatter=snakemake.output.scatter)

@@ -143,7 +143,8 @@ def stage_inputs(tmp_path, net, norm, n_subhalos: int):
                             SubhaloMass=10 ** rng.uniform(10, 12, n_subhalos),
                             SubhaloGrNr=np.zeros(n_subhalos, np.int32)), 1)
     cubes = tmp_path / "cubes.json"
-    cubes.write_text(json.dumps(dict(test=dict(start=[30, 5, 12], size=16), min_stellar_mass=1e8)))
+    cubes.write_text(json.dumps(dict(validation=dict(start=[0, 0, 0], size=8), test=dict(start=[30, 5, 12], size=16),
+                                     min_stellar_mass=1e8)))
     occ = tmp_path / "occupancy.json"
     occ.write_text(json.dumps(dict(threshold=3e10)))
     return ckpt, base, cubes, occ
@@ -167,6 +168,19 @@ def test_run_paints_and_catalogues_the_test_cube(fields, tmp_path):
     cols, cat_attrs = read_catalogue(tmp_path / "catalogue.hdf5")
     assert cols["stellar_mass"].sum() == pytest.approx(float(field.sum(dtype=np.float64)), rel=1e-5)
     assert set(np.unique(cols["host_subhalo"])) <= set(range(-1, 50))
+
+
+def test_a_whole_box_run_keeps_the_splits_threshold(fields, tmp_path):
+    """An extra run or held-out universe is painted whole, with the split's min_stellar_mass."""
+    import json
+
+    root, paths, net, norm = fields
+    ckpt, base, cubes, occ = stage_inputs(tmp_path, net, norm, n_subhalos=50)
+    cubes.write_text(json.dumps({**json.loads(cubes.read_text()), "min_stellar_mass": 3e8}))
+    paint.run(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], base, 99, tmp_path / "box.zarr",
+              source="dark", cubes_json=cubes, whole_box=True, occupancy_json=occ, tile=16, device="cpu")
+    field, attrs = read_field(tmp_path / "box.zarr")
+    assert field.shape == (40,) * 3 and attrs["origin"] == [0, 0, 0] and attrs["min_stellar_mass"] == 3e8
 
 
 def test_whole_box_painting_agrees_with_the_cube_painting(fields):

@@ -143,7 +143,9 @@ def test_summarise_round_trip_and_truth_cut(tmp_path):
     parent = rng.lognormal(18, 2.0, (40, 40, 40)).astype(np.float32) * (rng.random((40,) * 3) < 0.2)
     write_field(tmp_path / "hydro.zarr", parent, field_attrs(box_size=20.0, n_grid=40, source="hydro",
                                                           snapshot=99, mas="CIC", quantity="stellar_mass"))
-    (tmp_path / "cubes.json").write_text(json.dumps({"test": {"start": [30, 5, 0], "size": 24}}))
+    (tmp_path / "cubes.json").write_text(json.dumps({"validation": {"start": [0, 0, 0], "size": 8},
+                                                            "test": {"start": [30, 5, 0], "size": 24},
+                                                            "min_stellar_mass": 1e8}))
     truth, attrs = stats.read_truth(tmp_path / "hydro.zarr", tmp_path / "cubes.json")
     assert truth.shape == (24, 24, 24) and attrs["box_size"] == pytest.approx(12.0)
     np.testing.assert_array_equal(truth[:10], parent[30:40, 5:29, :24])
@@ -184,7 +186,9 @@ def write_synthetic_run(root, n=48, box=15.0, start=(40, 3, 10), size=32, seed=6
     write_field(paths["subhalos"], np.where(galaxies, 50 * dm, 0).astype(np.float32),
                 field_attrs(source="dark", quantity="subhalo_mass", **base))
     (root / "split").mkdir(parents=True, exist_ok=True)
-    (root / "split/cubes.json").write_text(json.dumps({"test": {"start": list(start), "size": size}}))
+    (root / "split/cubes.json").write_text(json.dumps({"validation": {"start": [0, 0, 0], "size": 1},
+                                                                 "test": {"start": list(start), "size": size},
+                                                                 "min_stellar_mass": 1e8}))
     truth, attrs = stats.read_truth(paths["hydro"], root / "split/cubes.json")
     cube = dict(attrs, box_size=box * size / n, n_grid=size, origin=list(start), parent_n_grid=n)
     painted = np.where(truth > 0, truth * 10 ** rng.normal(0, 0.3, truth.shape), 0).astype(np.float32)

@@ -367,11 +367,12 @@ def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_
     from .atomic import atomic_path
     from .catalogue import write_catalogue
     from .fields import cube_attrs, open_field, write_field
-    from .split import read_cube
+    from .split import read_cubes
 
     truth_attrs = dict(open_field(truth_path).attrs)
     if cubes_json is not None:
-        start, size = read_cube(cubes_json, "test")
+        test = read_cubes(cubes_json).test
+        start, size = test.start, test.size
     else:
         start, size = (0, 0, 0), int(truth_attrs["n_grid"])
     seeds = realisation_seeds(seed, universe, len(out_fields))

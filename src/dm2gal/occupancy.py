@@ -21,7 +21,7 @@ import logging
 import numpy as np
 from tqdm import tqdm
 
-from .split import Cube, read_cube, slab_mask
+from .split import Cube, read_cubes, slab_mask
 
 log = logging.getLogger("dm2gal.occupancy")
 
@@ -111,13 +111,10 @@ def run(stellar_path, subhalo_path, cubes_json, out_json, criterion: str, slab: 
     from .fields import open_field, read_periodic
 
     stellar, subhalo = open_field(stellar_path), open_field(subhalo_path)
-    with open(cubes_json) as f:
-        cubes = json.load(f)
-    min_mass = float(cubes["min_stellar_mass"])
-    held_out = [Cube(tuple(int(s) for s in c["start"]), int(c["size"])) for k, c in cubes.items()
-                if k in ("validation", "test")]
-    out = calibrate(stellar, subhalo, held_out, min_mass, criterion, slab)
-    start, size = read_cube(cubes_json, "test")
+    cubes = read_cubes(cubes_json)
+    min_mass = cubes.min_stellar_mass
+    out = calibrate(stellar, subhalo, [cubes.validation, cubes.test], min_mass, criterion, slab)
+    start, size = cubes.test.start, cubes.test.size
     test_sub = read_periodic(subhalo, start, (size,) * 3)
     occupied = read_periodic(stellar, start, (size,) * 3) > min_mass
     out["test"] = scores(candidates(test_sub, out["threshold"]), occupied)

@@ -29,7 +29,7 @@ import numpy as np
 from .fields import create_field, cube_attrs, open_field, read_periodic
 from .inference import decode, input_scale
 from .sampler import normalise
-from .split import read_cube
+from .split import read_cubes
 
 log = logging.getLogger("dm2gal.paint")
 
@@ -254,11 +254,12 @@ def resolve_device(device: str) -> str:
 
 
 def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, out_field, out_catalogue=None, *,
-        source: str, mode: str = "honest", cubes_json=None, occupancy_json=None, truth_path=None,
+        source: str, cubes_json, whole_box: bool = False, mode: str = "honest", occupancy_json=None, truth_path=None,
         expected_patch: int | None = None, method: str = "dense", tile: int = 64, batch: int = 256,
         device: str = "auto", max_memory_gb: float = 8.0, threads: int | None = None, out_scatter=None) -> dict:
-    """The paint stage for one run: the test cube (`cubes_json` given) or the whole box.
+    """The paint stage for one run: the test cube of `cubes_json`, or the whole box (`whole_box`).
 
+    The split's `min_stellar_mass` (cubes.json) is the oracle's threshold either way.
     `reference_dm_path` is the dark-matter field the model was trained on (its voxel
     size must match); honest mode reads the occupancy threshold from `occupancy_json`,
     oracle mode the truth from `truth_path`. Writes the painted field and, if
@@ -284,13 +285,9 @@ def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, ou
     n, box = int(dm_attrs["n_grid"]), float(dm_attrs["box_size"])
     net, normalisation = load_model(ckpt, device)
     check_model(net.config, expected_patch, n, box / n, float(ref_attrs["box_size"]) / int(ref_attrs["n_grid"]))
-    min_mass, threshold = 1e8, None
-    if cubes_json is not None:
-        start, size = read_cube(cubes_json, "test")
-        with open(cubes_json) as f:
-            min_mass = float(json.load(f)["min_stellar_mass"])
-    else:
-        start, size = (0, 0, 0), n
+    cubes = read_cubes(cubes_json)
+    min_mass, threshold = cubes.min_stellar_mass, None
+    start, size = ((0, 0, 0), n) if whole_box else (cubes.test.start, cubes.test.size)
     if mode == "honest":
         with open(occupancy_json) as f:
             threshold = float(json.load(f)["threshold"])

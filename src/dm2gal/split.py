@@ -226,11 +226,23 @@ def _catalogue(base: str, snapshot: int, halo_mass_field: str, hydro: bool) -> t
     return halos, galaxies
 
 
-def read_cube(cubes_json, name: str = "test") -> tuple[tuple[int, int, int], int]:
-    """(start, size) in voxels of a cube recorded in cubes.json by `run_split`."""
+@dataclass(frozen=True)
+class SplitCubes:
+    """What cubes.json (`run_split`) tells the later stages: the validation and test Cubes and the
+    training threshold `min_stellar_mass` [Msun/h]."""
+
+    validation: Cube
+    test: Cube
+    min_stellar_mass: float
+
+
+def read_cubes(cubes_json) -> SplitCubes:
+    """The SplitCubes recorded in cubes.json: the one reader of that file."""
     with open(cubes_json) as f:
-        cube = json.load(f)[name]
-    return tuple(int(s) for s in cube["start"]), int(cube["size"])
+        report = json.load(f)
+    cube = {name: Cube(tuple(int(s) for s in report[name]["start"]), int(report[name]["size"]))
+            for name in ("validation", "test")}
+    return SplitCubes(cube["validation"], cube["test"], float(report["min_stellar_mass"]))
 
 
 def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapshot: int, cfg: dict,

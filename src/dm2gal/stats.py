@@ -227,11 +227,12 @@ def read_truth(hydro_field: str | os.PathLike, cubes_json: str | os.PathLike | N
     the test cube of `cubes_json`, or the whole box when it is None. Returns (array (size,)*3
     [Msun/h], `dm2gal.fields.cube_attrs`: box_size = region side [Mpc/h], n_grid, origin, ...)."""
     from .fields import cube_attrs, open_field, read_periodic
-    from .split import read_cube
+    from .split import read_cubes
 
     arr = open_field(hydro_field)
     parent = dict(arr.attrs)
-    start, size = read_cube(cubes_json, "test") if cubes_json is not None else ((0, 0, 0), int(parent["n_grid"]))
+    test = read_cubes(cubes_json).test if cubes_json is not None else None
+    start, size = (test.start, test.size) if test else ((0, 0, 0), int(parent["n_grid"]))
     return read_periodic(arr, start, (size,) * 3), cube_attrs(parent, start, size)
 
 

@@ -46,7 +46,7 @@ from .model import build_model, n_parameters
 from .objective import head_outputs, loss
 from .occupancy import candidates
 from .sampler import DrawnBatches, PatchSource, WeightedDraws, fits_on_gpu
-from .split import read_cube
+from .split import read_cubes
 
 log = logging.getLogger("dm2gal.train")
 
@@ -110,7 +110,8 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
     from .fields import open_field, read_periodic  # Zarr: not needed to train from arrays (GPU nodes)
 
     split = np.load(train_npz)
-    start, size = read_cube(cubes_json, "validation")
+    val = read_cubes(cubes_json).validation
+    start, size = val.start, val.size
     dm, sub = open_field(dm_path), open_field(subhalo_path)
     attrs = dict(dm.attrs)
     n = int(attrs["n_grid"])
