@@ -3,6 +3,7 @@ against workflow/schemas/config.schema.yaml, and defaults reach every depth (iss
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -104,8 +105,9 @@ def preset_jobs(preset: Path, tmp_path: Path) -> list[tuple[str, dict[str, str]]
     """(rule, resources) of every job of a dry run of `all` with the preset, as
     `snakemake --configfile <preset> all` from a fresh checkout would plan them."""
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    env = dict(os.environ, TNG_API_KEY="dry-run")  # a tng preset needs a key before downloading
     proc = subprocess.run([str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--configfile", str(preset),
-                           "--dry-run", "all"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                           "--dry-run", "all"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return [job for job in snakemake_jobs(proc.stdout + proc.stderr, local=True).values() if job[0] != "all"]
 
