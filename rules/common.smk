@@ -85,7 +85,7 @@ def known_box_size():
 # Checks that need only the config (and what is already on disk), so that `snakemake -n`
 # refuses what a job would fail on later, or data acquired otherwise than configured.
 for _run in ACQUIRED_RUNS:
-    check_acquired(DATA_DIR, _run, acquired_with(config, _run))
+    check_acquired(DATA_DIR, RESULTS_DIR, _run, acquired_with(config, _run))
 check_api_key(config, [str(DATA_DIR / r) for r in ACQUIRED_RUNS if not Path(manifest(r)).exists()], os.environ)
 check_config(config, known_box_size())
 

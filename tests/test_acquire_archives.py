@@ -461,9 +461,10 @@ def test_snakemake_camels_and_local_sources(tmp_path, archive, camels_site, repo
 @pytest.mark.slow
 def test_switching_source_never_reuses_another_sources_data(tmp_path, archive):
     """synthetic -> tng -> synthetic, as a user edits config.yaml: tng in the synthetic data_dir
-    stops before any job saying what to do; in a data_dir of its own it acquires from the
-    archive and the fields are built from it; back to synthetic, the fields are the
-    mini-universe's again. A new seed regenerates the mini-universe in place."""
+    stops before any job saying what to do; in a data_dir of its own (even with the same
+    results_dir) it acquires from the archive and the fields are built from it; back to
+    synthetic, the fields are the mini-universe's again. A new seed regenerates the
+    mini-universe in place."""
     from dm2gal.fields import open_field
     from snakemake_run import dry_run_jobs, prepare_workdir, snakemake
 
@@ -473,26 +474,31 @@ def test_switching_source_never_reuses_another_sources_data(tmp_path, archive):
     synthetic = yaml.safe_load((work / "config.yaml").read_text())
 
     def run(**config):
-        prepare_workdir(work, work / "config.yaml", **config)
-        proc = snakemake(work, "--cores", "2", target, env=env)
+        """Build the field after editing the config; the manifests are targets, as in `all`."""
+        cfg = yaml.safe_load(prepare_workdir(work, work / "config.yaml", **config).joinpath("config.yaml").read_text())
+        manifests = [f"{cfg['data_dir']}/{sim}/manifest.json" for sim in ("dark", "hydro")]
+        proc = snakemake(work, "--cores", "2", *manifests, target, env=env)
         field = open_field(work / target)
-        return dict(field.attrs)["box_size"], float(np.sum(field[...], dtype=np.float64)), proc.stderr
+        return dict(field.attrs)["box_size"], float(np.sum(field[...], dtype=np.float64)), proc.stdout + proc.stderr
 
     box, mass, _ = run()
     assert box == synthetic["acquire"]["synthetic"]["box_size"]
     with TNGEmulator(archive, SNAP, key=KEY) as emu:
-        tng_source = {"source": "tng", "tng": {"base_url": emu.base_url, **RUNS, "http": {"backoff_s": 0.0}}}
+        url = emu.base_url
+        tng_source = {"source": "tng", "tng": {"base_url": url, **RUNS, "http": {"backoff_s": 0.0}}}
         prepare_workdir(work, work / "config.yaml", acquire=tng_source)
         refused = snakemake(work, "--dry-run", target, env=env, check=False)
+        out = refused.stdout + refused.stderr
         assert refused.returncode != 0
         assert (f"data/tiny/dark holds a run acquired with source synthetic, seed 1234, seed_offset 0, but the "
-                f"config asks for source tng, base_url {emu.base_url}, run {RUNS['dark']}") in refused.stderr
-        assert "Set data_dir (now data/tiny) to a directory of its own (e.g. data_dir: data/tng)" in refused.stderr
-        assert "rule " not in refused.stdout + refused.stderr  # no job planned, none run
+                f"config asks for source tng, base_url {url}, run {RUNS['dark']}") in out
+        assert ("Give this data directories of its own: data_dir (now data/tiny) and results_dir (now results), "
+                "e.g. data_dir: data/tng, results_dir: results/tng") in out
+        assert "rule " not in out  # no job planned, none run
         tng_box, tng_mass, _ = run(data_dir="data/tng")
     assert tng_box == COSMO["BoxSize"] and tng_mass == pytest.approx(4000 * 6e9, rel=1e-6)
     recorded = json.loads((work / "data/tng/dark/manifest.json").read_text())["acquired_with"]
-    assert recorded == {"source": "tng", "base_url": emu.base_url, "run": RUNS["dark"]}
+    assert recorded == {"source": "tng", "base_url": url, "run": RUNS["dark"]}
     # back to the mini-universe: its data, untouched, and fields built from it again
     back_box, back_mass, log = run(data_dir=synthetic["data_dir"], acquire=synthetic["acquire"])
     assert (back_box, back_mass) == (box, mass) and "rule grid_box:" in log

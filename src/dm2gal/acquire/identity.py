@@ -37,7 +37,7 @@ def _settings(identity: dict) -> str:
     return ", ".join(f"{key} {value}" for key, value in identity.items())
 
 
-def check_acquired(data_dir: str | os.PathLike, run: str, expected: dict) -> None:
+def check_acquired(data_dir: str | os.PathLike, results_dir: str | os.PathLike, run: str, expected: dict) -> None:
     """Raise ConfigError if `data_dir/run` holds a run acquired otherwise than `expected`.
 
     A manifest written before identities were recorded is compared by its source only.
@@ -52,6 +52,7 @@ def check_acquired(data_dir: str | os.PathLike, run: str, expected: dict) -> Non
     if any(recorded[key] != expected.get(key) for key in recorded):
         raise ConfigError(
             f"{path.parent} holds a run acquired with {_settings(recorded)}, but the config asks for "
-            f"{_settings(expected)}; it would be used as if it were that run. Set data_dir (now {data_dir}) "
-            f"to a directory of its own (e.g. data_dir: {Path(data_dir).parent / expected['source']}) "
-            f"or delete {path.parent} to acquire it again there")
+            f"{_settings(expected)}; it would be used as if it were that run. Give this data directories of "
+            f"its own: data_dir (now {data_dir}) and results_dir (now {results_dir}), e.g. "
+            f"data_dir: {Path(data_dir).parent / expected['source']}, "
+            f"results_dir: {Path(results_dir) / expected['source']}")
