@@ -381,6 +381,9 @@ def test_snakemake_tng_source_against_emulator(tmp_path, archive, repo):
             "base_url": None, "hydro": RUNS["hydro"], "dark": RUNS["dark"], "max_connections": 2,
             "http": {"retries": 4, "backoff_s": 0.0, "max_backoff_s": 0.0}}},
         "grid": {"stellar_source": "particles", "n_grid": 32, "chunk": 32},
+        # what the 8 Mpc/h test cube of this 20 Mpc/h box on 32^3 voxels resolves (k_Nyquist 5 h/Mpc),
+        # checked when the workflow loads once the box size is known
+        "stats": {"k_range": [1.0, 4.0], "bk": {"triangles": [[1.6, 2.4]]}},
         "evaluation": {"universes": []}}  # config.yaml's held-out universes are mini-universes
     env = dict(os.environ, TNG_API_KEY=KEY)
     with TNGEmulator(archive, SNAP, key=KEY) as emu:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from dm2gal.schema import fill_defaults
+from dm2gal.schema import fill_defaults, validate_config
 from snakemake_run import SNAKEMAKE, snakemake_jobs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,9 +35,10 @@ def _merge(base, update):
 
 
 def validated(cfg: dict) -> dict:
-    cfg = copy.deepcopy(cfg)
-    validate(cfg, str(SCHEMA))
-    return fill_defaults(cfg, SCHEMA)
+    """The config as rules/common.smk leaves it: defaults at every depth, then validated."""
+    cfg = fill_defaults(copy.deepcopy(cfg), SCHEMA)
+    validate_config(cfg, SCHEMA)
+    return cfg
 
 
 def keys(d: dict, prefix: str = "") -> set[str]:
