@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import difflib
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import yaml
 
@@ -54,7 +56,7 @@ def fill_defaults(config: dict, schema_file: str | Path) -> dict:
     return config
 
 
-def key_path(path) -> str:
+def _key(path) -> str:
     """A config key as users write it: evaluation.universes[0].name (from jsonschema's path)."""
     out = ""
     for part in path:
@@ -64,7 +66,7 @@ def key_path(path) -> str:
 
 def _describe(error) -> str:
     """One line for one jsonschema error: the key, and the nearest valid names of an unknown key."""
-    key = key_path(error.absolute_path)
+    key = _key(error.absolute_path)
     if error.validator == "additionalProperties":
         valid = sorted(error.schema.get("properties", {}))
         lines = []
@@ -86,13 +88,13 @@ def validate_config(config: dict, schema_file: str | Path) -> None:
     schema = dict(yaml.safe_load(schema_file.read_text()), **{"$id": schema_file.as_uri()})
 
     def retrieve(uri: str) -> Resource:
-        return Resource.from_contents(yaml.safe_load(Path(uri.removeprefix("file://")).read_text()))
+        return Resource.from_contents(yaml.safe_load(Path(url2pathname(urlparse(uri).path)).read_text()))
 
     validator = Draft202012Validator(schema, registry=Registry(retrieve=retrieve))
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = [_describe(e) for e in errors[:MAX_ERRORS]]
+        lines = [line for e in errors[:MAX_ERRORS] for line in _describe(e).splitlines()]
         if len(errors) > MAX_ERRORS:
             lines.append(f"... and {len(errors) - MAX_ERRORS} more")
         raise ConfigError(f"invalid config (keys and allowed values: {schema_file.parent}/*.schema.yaml):\n  "
-                          + "\n  ".join("\n".join(lines).splitlines()))
+                          + "\n  ".join(lines))
