@@ -38,9 +38,9 @@ def _settings(identity: dict) -> str:
 
 
 def check_acquired(data_dir: str | os.PathLike, results_dir: str | os.PathLike, run: str, expected: dict) -> None:
-    """Raise ConfigError if `data_dir/run` holds a run acquired otherwise than `expected`.
-
-    A manifest written before identities were recorded is compared by its source only.
+    """Raise ConfigError if `data_dir/run` holds a run acquired otherwise than `expected`, advising
+    a data_dir and results_dir of the data's own. A manifest written before identities were
+    recorded is compared by its source only.
     """
     path = Path(data_dir) / run / "manifest.json"
     if not path.exists():
