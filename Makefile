@@ -10,12 +10,20 @@ CORES   ?= 2
 TORCH   ?= torch==2.13.0
 # Debian packages the tests need: a real single-node SLURM (issue 6).
 DEBS    := slurmctld slurmd slurm-client munge
+# The checkout's Snakefile, wherever make runs (tests/test_recovery.py: `make -f` in a scratch directory).
+REPO    := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
+# More snakemake arguments, e.g. make run ARGS="--configfile configs/camels.yaml".
+ARGS    ?=
+# A run killed on the way (even with kill -9) is taken up again: jobs it left incomplete
+# rerun, and a failed job's log is printed, not only its path.
+SNAKEMAKE = $(BIN)/snakemake --snakefile $(REPO)Snakefile --cores $(CORES) --rerun-incomplete --show-failed-logs $(ARGS)
 
 .PHONY: run test report install debs clean-results
 
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) all
-	$(BIN)/snakemake --cores $(CORES) --report results/report.html all
+	$(BIN)/python -m dm2gal.locks
+	$(SNAKEMAKE) all
+	$(SNAKEMAKE) --report results/report.html all
 
 test: $(STAMP) debs
 	$(BIN)/python -m pytest
@@ -37,4 +45,4 @@ debs:
 	fi
 
 clean-results:
-	rm -rf results logs .snakemake
+	rm -rf results .snakemake

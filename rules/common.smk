@@ -8,19 +8,21 @@ import zlib
 from dataclasses import asdict
 from pathlib import Path
 
-from snakemake.utils import validate
-
 from dm2gal import tng
+from dm2gal.acquire.identity import acquired_with, check_acquired
+from dm2gal.config_checks import check_api_key, check_config
 from dm2gal.evaluate import check_universes, synthetic_params, run_name as universe_run
 from dm2gal.acquire.tng_api import PART_TYPES as TNG_PART_TYPES
 from dm2gal.grid import QUANTITIES, FieldSource, SlabPlan, memory_mb, runtime_min
-from dm2gal.schema import fill_defaults
+from dm2gal.schema import fill_defaults, validate_config
 
 REPO_DIR = Path(workflow.main_snakefile).resolve().parent
+CONFIG_SCHEMA = REPO_DIR / "workflow" / "schemas" / "config.schema.yaml"
 
-validate(config, "../workflow/schemas/config.schema.yaml")
-# validate() sets no defaults below the $refs to the stage schemas: fill them in.
-fill_defaults(config, REPO_DIR / "workflow" / "schemas" / "config.schema.yaml")
+# Defaults at every depth (below the $refs to the stage schemas too), then the schema:
+# a wrong key or value stops here, named, before any job.
+fill_defaults(config, CONFIG_SCHEMA)
+validate_config(config, CONFIG_SCHEMA)
 
 # Rule scripts import dm2gal from this checkout in any environment that runs
 # them (an activated venv, a conda env from envs/, a SLURM job).
@@ -72,6 +74,22 @@ ACQUIRED_RUNS = list(tng.SIMS) + ([universe_run(u, sim) for u in EVAL_UNIVERSES 
 """Runs that get an acquire manifest (checkpoint `acquired`): the pair, and generated universes."""
 
 
+def known_box_size():
+    """The box side [Mpc/h] as known before any job: acquire.synthetic's, or the acquired gravity-only
+    run's (None before it is acquired)."""
+    if SYNTHETIC:
+        return config["acquire"]["synthetic"]["box_size"]
+    return json.loads(Path(manifest("dark")).read_text())["box_size"] if Path(manifest("dark")).exists() else None
+
+
+# Checks that need only the config (and what is already on disk), so that `snakemake -n`
+# refuses what a job would fail on later, or data acquired otherwise than configured.
+for _run in ACQUIRED_RUNS:
+    check_acquired(DATA_DIR, RESULTS_DIR, _run, acquired_with(config, _run))
+check_api_key(config, [str(DATA_DIR / r) for r in ACQUIRED_RUNS if not Path(manifest(r)).exists()], os.environ)
+check_config(config, known_box_size())
+
+
 def acquired_input(universe, sim):
     """What a job reading a held-out run's catalogue depends on: its manifest, or (an archive
     universe) its group-catalogue files."""
@@ -87,8 +105,8 @@ def universe_field(universe, sim, quantity):
 
 
 def logs(rule_name, name="log"):
-    """The log file of one job: logs/{rule}/{name}.log."""
-    return f"logs/{rule_name}/{name}.log"
+    """The log file of one job, beside the results it belongs to: {results_dir}/logs/{rule}/{name}.log."""
+    return results("logs", rule_name, f"{name}.log")
 
 
 # --- acquire, archive sources (rules/acquire_archives.smk) ---

@@ -1,6 +1,6 @@
 """Run the repository's workflow with Snakemake in a scratch working directory.
 
-The workflow's outputs (data/, results/, logs/, .snakemake/) land in the scratch
+The workflow's outputs (data/, results/ with its logs/, .snakemake/) land in the scratch
 directory, never in the repository. Used by tests/test_workflow.py and
 tests/test_slurm.py.
 """
@@ -52,7 +52,7 @@ def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: float
 
 def dry_run_jobs(workdir: Path, *targets: str, env: dict | None = None) -> dict[str, int]:
     """Rule -> number of jobs that a dry run of `targets` would execute (from the job-stats table)."""
-    proc = snakemake(workdir, "--dry-run", "--quiet", "rules", *targets, env=env)
+    proc = snakemake(workdir, "--dry-run", "--quiet=rules", *targets, env=env)
     counts: dict[str, int] = {}
     text = proc.stdout + proc.stderr
     table = re.search(r"Job stats:\n(.*?)(?:\n\n|\Z)", text, re.S)

@@ -3,6 +3,7 @@ against workflow/schemas/config.schema.yaml, and defaults reach every depth (iss
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from dm2gal.schema import fill_defaults
+from dm2gal.schema import fill_defaults, validate_config
 from snakemake_run import SNAKEMAKE, snakemake_jobs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,9 +35,10 @@ def _merge(base, update):
 
 
 def validated(cfg: dict) -> dict:
-    cfg = copy.deepcopy(cfg)
-    validate(cfg, str(SCHEMA))
-    return fill_defaults(cfg, SCHEMA)
+    """The config as rules/common.smk leaves it: defaults at every depth, then validated."""
+    cfg = fill_defaults(copy.deepcopy(cfg), SCHEMA)
+    validate_config(cfg, SCHEMA)
+    return cfg
 
 
 def keys(d: dict, prefix: str = "") -> set[str]:
@@ -104,8 +106,9 @@ def preset_jobs(preset: Path, tmp_path: Path) -> list[tuple[str, dict[str, str]]
     """(rule, resources) of every job of a dry run of `all` with the preset, as
     `snakemake --configfile <preset> all` from a fresh checkout would plan them."""
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    env = dict(os.environ, TNG_API_KEY="dry-run")  # a tng preset needs a key before downloading
     proc = subprocess.run([str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--configfile", str(preset),
-                           "--dry-run", "all"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                           "--dry-run", "all"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return [job for job in snakemake_jobs(proc.stdout + proc.stderr, local=True).values() if job[0] != "all"]
 

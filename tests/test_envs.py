@@ -19,7 +19,7 @@ ENVS = sorted((REPO / "envs").glob("*.yaml"))
 CONDA_TO_PYPI = {"pytorch": "torch"}
 """conda-forge names that differ from the PyPI name of the same package."""
 NOT_PACKAGES = {"python", "pip"}
-DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}
+DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "jsonschema", "referencing"}
 """Needed by the Snakemake process that submits jobs, not inside the jobs' environments."""
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(.*?)\s*$")
 

@@ -300,7 +300,10 @@ def test_rules_box_and_slabs_give_the_same_field_and_n_grid_change_reruns_grid(r
     def config(name, **grid):
         grid = {"n_grid": 32, "chunk": 8, "slab_thickness": 8, **grid}
         path = tmp_path / f"{name}.yaml"
-        path.write_text(json.dumps(dict(results_dir=name, grid=grid,
+        # statistics the coarse test cube resolves (checked when the workflow loads): 13^3 voxels
+        # of the 50 Mpc/h box at n_grid 32 have k_Nyquist 2 h/Mpc
+        stats = {"k_range": [0.5, 2.0], "r_at_k": 1.0, "bk": {"triangles": [[0.7, 0.9]]}}
+        path.write_text(json.dumps(dict(results_dir=name, grid=grid, stats=stats,
                                        extra_runs=[dict(name="ext", base=str(run["base"]), snapshot=SNAP)])))
         return path
 
@@ -319,6 +322,6 @@ def test_rules_box_and_slabs_give_the_same_field_and_n_grid_change_reruns_grid(r
         assert_equal_to_ma(slabs, box)
         assert (box_attrs["path"], slab_attrs["path"], slab_attrs["n_slabs"]) == ("box", "slabs", 4)
     assert not (tmp_path / "slabs" / "fields" / ".work").exists()  # temp buckets and slabs removed
-    dry = smk("slabs", "-n", method="slabs", n_grid=16)
+    dry = smk("slabs", "-n", method="slabs", n_grid=64)
     assert "Params have changed since last execution" in dry
     assert "grid_scatter" in dry and "grid_gather" in dry and "grid_assemble" in dry

@@ -1,10 +1,14 @@
 """The shared I/O helpers: atomic outputs, TNG layout round trip, periodic field reads."""
 
+import errno
+import shutil
+from collections import namedtuple
+
 import h5py
 import numpy as np
 import pytest
 
-from dm2gal import fields, tng
+from dm2gal import atomic, fields, tng
 from dm2gal.atomic import atomic_path
 
 COSMO = dict(BoxSize=20.0, Omega0=0.3089, OmegaLambda=0.6911, HubbleParam=0.6774,
@@ -29,6 +33,54 @@ def test_atomic_path_replaces_directory(tmp_path):
         tmp.mkdir()
         (tmp / "new").write_text("y")
     assert sorted(p.name for p in final.iterdir()) == ["new"]
+
+
+def test_full_disk_names_the_file_and_size_and_leaves_nothing(tmp_path, monkeypatch):
+    """A chunk write of a Zarr field that fails with ENOSPC: the error says so, names the
+    field and its size, and neither the field nor its temporary stays behind."""
+    import zarr.storage._local as local_store
+
+    written = []
+
+    def full(path, value, exclusive=False):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(path)
+        return real_put(path, value, exclusive)
+
+    real_put = local_store._put
+    monkeypatch.setattr(local_store, "_put", full)
+    data = np.ones((32, 32, 32), np.float32)
+    attrs = fields.field_attrs(box_size=10.0, n_grid=32, source="dark", snapshot=99, mas="CIC", quantity="dm_mass")
+    path = tmp_path / "dm_mass.zarr"
+    with pytest.raises(OSError, match=rf"no space left on device while writing {path} \(needs about 0.1 MB\)") as err:
+        fields.write_field(path, data, attrs, chunk=16)
+    assert err.value.errno == errno.ENOSPC and written
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_reported_by_a_c_writer_is_named(tmp_path, monkeypatch):
+    """torch.save reports a full disk as `RuntimeError: [enforce fail at inline_container.cc:672]
+    . unexpected pos`: with the disk full, it reads as ENOSPC, naming the checkpoint."""
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**30, 2**30, 0))
+    final = tmp_path / "train" / "best.ckpt"
+    with pytest.raises(OSError, match=f"no space left on device while writing {final} "
+                                      r"\(needs more than the 1.0 MB written when the disk filled\)") as err:
+        with atomic_path(final) as tmp:
+            tmp.write_bytes(b"x" * 2**20)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 34944 vs 34840")
+    assert isinstance(err.value.__cause__, RuntimeError)
+    assert list(final.parent.iterdir()) == []
+
+
+def test_other_errors_are_not_taken_for_a_full_disk(tmp_path):
+    assert shutil.disk_usage(tmp_path).free > atomic.FULL_BELOW_BYTES
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        with atomic_path(tmp_path / "x") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("unexpected pos")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_tng_round_trip_through_illustris_python(tmp_path):

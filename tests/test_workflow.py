@@ -213,8 +213,8 @@ def test_bad_universe_entry_is_refused_naming_the_key(tmp_path: Path):
     """A held-out universe that is the training one, or a malformed entry, stops the workflow at
     load time with the key named."""
     cases = [([{"name": "again", "seed_offset": 0}], "evaluation.universes[0].seed_offset"),
-             ([{"name": "x", "seed_offset": 1, "dark_base": "/d"}], "['evaluation']['universes'][0]"),
-             ([{"name": "test", "seed_offset": 3}], "['evaluation']['universes'][0]['name']")]
+             ([{"name": "x", "seed_offset": 1, "dark_base": "/d"}], "evaluation.universes[0]: "),
+             ([{"name": "test", "seed_offset": 3}], "evaluation.universes[0].name: ")]
     for entries, key in cases:
         work = prepare_workdir(tmp_path / str(len(list(tmp_path.iterdir()))), evaluation={"universes": entries})
         proc = snakemake(work, "--dry-run", "all", check=False)

@@ -63,7 +63,7 @@ def write_field(path: str | os.PathLike, data: np.ndarray, attrs: dict, chunk: i
 
     if data.ndim != 3 or len(set(data.shape)) != 1 or data.shape[0] != attrs["n_grid"]:
         raise ValueError(f"field of shape {data.shape} does not match n_grid={attrs['n_grid']}")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, needs_bytes=data.nbytes) as tmp:
         arr = create_field(tmp, attrs, chunk=chunk, dtype=data.dtype)
         arr[...] = data
 
