@@ -25,6 +25,13 @@ CASES = {
         dict(split={"test": {"start": [0.6, 0.3, 0.65], "size": 0.41}}),
         "split.validation and split.test overlap on the 64^3 grid (periodic): validation start (36, 16, 40), "
         "size 26, test start (38, 19, 42), size 26 voxels"),
+    "calibration blocks of no voxel": (
+        dict(split={"calibration": {"block": 0.001}}),
+        "split.calibration.block: 0.001 box sides is 0 voxels of the 64^3 grid; allowed:"),
+    "no room for the calibration blocks": (
+        dict(split={"calibration": {"fraction": 0.5, "block": 0.5}}),
+        "split.calibration.fraction 0.5 needs 4 blocks of 32^3 voxels, but only 0 lie outside the validation "
+        "and test cubes"),
     "patch the network does not fit": (
         dict(model={"preset": "small", "patch": 23}),
         "model.patch (preset small): patch 23 does not fit the network exactly"),

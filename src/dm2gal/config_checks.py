@@ -3,7 +3,8 @@
 Each would otherwise fail inside a job, after Snakemake had deleted that job's old
 outputs, with a message about voxels rather than keys. Run at load time, they make
 `snakemake -n` fail too, and each `ConfigError` names the key and the allowed range:
-the validation and test cubes inside the grid and apart, the network's patch against
+the validation and test cubes inside the grid and apart, room for the calibration
+blocks outside them, the network's patch against
 the grid, the k range, r(k) point and bispectrum triangles against the test cube's
 fundamental mode and Nyquist frequency, and the TNG API key for `source: tng`.
 Checks that need the box size in Mpc/h (cubes given in Mpc/h, every k) run when it is
@@ -18,7 +19,7 @@ from .acquire.tng_api import KEY_ENV
 from .model import model_config, valid_patches
 from .objective import head_outputs
 from .schema import ConfigError
-from .split import Cube, cubes_overlap, resolve_cube
+from .split import Cube, calibration_blocks, cubes_overlap, resolve_cube
 from .stats import resolved
 
 UNIT_NAMES = {"voxels": "voxels", "Mpc/h": "Mpc/h", "box": "box sides"}
@@ -29,6 +30,8 @@ def check_config(config: dict, box_size: float | None) -> None:
     """Every check below that the config (and `box_size` [Mpc/h], None if not known yet) allows."""
     n_grid = config["grid"]["n_grid"]
     cubes = check_cubes(config["split"], n_grid, box_size)
+    if cubes:
+        check_calibration(config["split"], cubes, n_grid, box_size)
     check_patch(config["model"], config["train"], n_grid)
     if cubes and box_size is not None:
         check_k(config["stats"], cubes["test"].size * box_size / n_grid, cubes["test"].size)
@@ -61,6 +64,33 @@ def check_cubes(split: dict, n_grid: int, box_size: float | None) -> dict[str, C
             f"{_describe(cubes['validation'])}, test {_describe(cubes['test'])} voxels; move split.test.start "
             f"or shrink a size so that no voxel is in both")
     return cubes
+
+
+MAX_CALIBRATION_TILES = 1_000_000
+"""Most tiles of split.calibration.block the grid may hold (the blocks are drawn from them)."""
+
+
+def check_calibration(split: dict, cubes: dict[str, Cube], n_grid: int, box_size: float | None) -> None:
+    """split.calibration: blocks of at least one voxel, not too many tiles, and enough of them
+    outside both cubes for the fraction asked (the draw itself is the split's)."""
+    calib = split.get("calibration", {})
+    units, block_spec = split["units"], calib.get("block")
+    if block_spec is None:
+        block = max(1, n_grid // 8)
+    elif units == "Mpc/h" and box_size is None:
+        return
+    else:
+        per_unit = {"voxels": 1.0, "Mpc/h": n_grid / box_size if box_size else None, "box": float(n_grid)}[units]
+        block = round(block_spec * per_unit)
+    if not 1 <= block <= n_grid or (n_grid // block) ** 3 > MAX_CALIBRATION_TILES:
+        smallest = n_grid / round(MAX_CALIBRATION_TILES ** (1 / 3))
+        raise ConfigError(
+            f"split.calibration.block: {block_spec:g} {UNIT_NAMES[units]} is {block} voxels of the {n_grid}^3 grid; "
+            f"allowed: {math.ceil(smallest) / per_unit:.4g} to {n_grid / per_unit:.4g} {UNIT_NAMES[units]}")
+    try:
+        calibration_blocks(n_grid, block, float(calib.get("fraction", 0.15)), list(cubes.values()), seed=0)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_patch(model: dict, train: dict, n_grid: int) -> None:

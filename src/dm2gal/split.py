@@ -271,12 +271,15 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     if cubes_overlap(cubes["validation"], cubes["test"], n):
         raise ValueError(f"validation cube {cubes['validation']} and test cube {cubes['test']} overlap")
     calib = cfg.get("calibration", {})
-    block_spec = calib.get("block", 0.125)
-    try:
-        block = resolve_cube({"start": [0, 0, 0], "size": block_spec}, cfg["units"], n, box).size
-    except ValueError:
-        raise ValueError(f"split.calibration.block {block_spec} ({cfg['units']}) is not between one voxel and "
-                         f"the {n}^3 grid") from None
+    block_spec = calib.get("block")
+    if block_spec is None:
+        block = max(1, n // 8)
+    else:
+        try:
+            block = resolve_cube({"start": [0, 0, 0], "size": block_spec}, cfg["units"], n, box).size
+        except ValueError:
+            raise ValueError(f"split.calibration.block {block_spec} ({cfg['units']}) is not between one voxel and "
+                             f"the {n}^3 grid") from None
     blocks = calibration_blocks(n, block, float(calib.get("fraction", 0.15)), list(cubes.values()), seed)
     min_mass = float(cfg["min_stellar_mass"])
     scale = float(attrs[1]["total_mass"]) / n ** 3  # mean matter mass per voxel of the gravity-only run
