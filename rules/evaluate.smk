@@ -31,6 +31,7 @@ use rule paint as paint_universe with:
         model=results("select", "best.ckpt"),
         reference_dm=results("fields", "dark", "dm_mass.zarr"),
         occupancy=results("paint", "test", "occupancy.json"),
+        cubes=results("split", "cubes.json"),  # the split's min_stellar_mass
     output:
         field=directory(painted_field("{universe}")),
         scatter=directory(painted_field("{universe}", "stellar_mass_scatter")),

@@ -242,6 +242,14 @@ def painted_attrs(dark_attrs: dict, start, size: int, mode: str, source: str, **
                       label=label, **extra)
 
 
+def painting_settings(paint_cfg: dict) -> dict:
+    """`run`'s keyword arguments for how a painting is computed (tile, batch, device,
+    max_memory_gb) from the `paint` config section: the scripts read them from the config, not
+    from rule params, so that changing them repaints nothing (the field is the same)."""
+    return dict(tile=paint_cfg["tile"], batch=paint_cfg["batch_size"], device=paint_cfg["device"],
+                max_memory_gb=paint_cfg["max_memory_gb"])
+
+
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
     import torch
