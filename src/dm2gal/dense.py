@@ -13,15 +13,17 @@ done with ordinary dense convolutions. The first Linear layer reads the whole fi
 T^3 output voxels needs an input of (T + P - 1)^3 voxels (a halo of P // 2 before and
 P - 1 - P // 2 after), and T must be a multiple of the product of the strides.
 
-`predict_region` tiles a (periodic) region with that halo. The result equals the
-per-voxel evaluation to float32 rounding (tested to 1e-4 relative). Imports only
-numpy and torch.
+`predict_region` tiles a (periodic) region with that halo; production painting
+(`dm2gal.paint.paint`, method `dense`) and `benchmarks/paint.py` both go through it.
+The result equals the per-voxel evaluation (`dm2gal.inference.predict`) to float32
+rounding (tested to 1e-4 relative through `dm2gal.paint.paint`). Imports only numpy
+and torch.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -157,38 +159,61 @@ def output_tiles(size, tile: int, stride: int) -> list[tuple[tuple[int, int, int
     return [((x[0], y[0], z[0]), (x[1], y[1], z[1])) for x in ranges[0] for y in ranges[1] for z in ranges[2]]
 
 
+class Tile(NamedTuple):
+    """One output tile of `predict_region`.
+
+    offset (3,): first voxel of the tile inside the region; shape (3,): its extent;
+    mask: the (shape) voxels `select` asked for (None without `select`); outputs: the
+    network's raw outputs (K, *shape) float32, None where `select` asked for none (the
+    tile was not evaluated).
+    """
+
+    offset: tuple[int, int, int]
+    shape: tuple[int, int, int]
+    mask: np.ndarray | None
+    outputs: np.ndarray | None
+
+
 @torch.no_grad()
 def predict_region(dense: DenseNet, read_input: Callable[[tuple, tuple], np.ndarray], start, size,
                    tile: int = 64, device: str | torch.device = "cpu",
-                   dtype: torch.dtype = torch.float32, channels_last: bool = False) -> Iterator[tuple[tuple[int, int, int], np.ndarray]]:
+                   transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   select: Callable[[tuple, np.ndarray], np.ndarray] | None = None,
+                   autocast: bool | None = None, channels_last: bool | None = None) -> Iterator[Tile]:
     """Evaluate the network at every voxel of the region [start, start + size) in tiles.
 
-    `read_input(first, shape)` returns the normalised (C, *shape) input whose first voxel
-    is `first` (periodic reads are the caller's business). Yields (offset, values):
-    offset (3,) of the tile inside the region and values (tx, ty, tz) float32, the
-    network's first output for the voxels centred there. `channels_last` runs the
-    convolutions in the channels_last_3d memory format (faster on GPUs).
+    `read_input(first, shape)` returns the (C, *shape) input whose first voxel is
+    `first` (periodic reads are the caller's business); `transform` maps it, as a
+    float32 tensor on `device`, to the network's input (e.g. the sampler's
+    normalisation of raw masses; default: none). `select(first, centre)`, given the
+    first voxel of an output tile (parent-grid indices) and the (C, *shape) input at
+    the tile's own voxels (before `transform`), returns the bool mask of the voxels
+    wanted there; a tile where it is all False is not evaluated. Yields one `Tile` per
+    output tile (`output_tiles` order). `autocast` runs in bf16 autocast and
+    `channels_last` in the channels_last_3d memory format; None means on a GPU only.
     """
+    device = torch.device(device)
+    on_gpu = device.type == "cuda"
+    autocast = on_gpu if autocast is None else autocast
+    channels_last = on_gpu if channels_last is None else channels_last
     half = dense.patch // 2
     fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-    dense = dense.to(device=device, dtype=dtype, memory_format=fmt)
+    dense = dense.to(device=device, memory_format=fmt).eval()
     for offset, shape in output_tiles(size, tile, dense.stride):
         padded = tuple(-(-t // dense.stride) * dense.stride for t in shape)  # round up, crop after
         first = tuple(int(s) + o - half for s, o in zip(start, offset))
         x = read_input(first, tuple(p + dense.patch - 1 for p in padded))
-        y = dense(torch.as_tensor(np.ascontiguousarray(x))[None].to(device=device, dtype=dtype, memory_format=fmt))
-        values = y[0, 0, :shape[0], :shape[1], :shape[2]].float().cpu().numpy()
-        yield offset, values
-
-
-@torch.no_grad()
-def predict_voxels(net: nn.Module, read_input: Callable[[tuple, tuple], np.ndarray], centres: np.ndarray,
-                   patch: int, batch: int = 64, device: str | torch.device = "cpu") -> np.ndarray:
-    """The reference: the patch network on one P^3 patch per centre voxel (N, 3) -> (N,)."""
-    net = net.to(device).eval()
-    out = []
-    for a in range(0, len(centres), batch):
-        x = np.stack([read_input(tuple(int(c) - patch // 2 for c in centre), (patch,) * 3)
-                      for centre in centres[a:a + batch]])
-        out.append(net(torch.as_tensor(x, device=device)).float().cpu().numpy()[:, 0])
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+        mask = None
+        if select is not None:
+            centre = x[:, half:half + shape[0], half:half + shape[1], half:half + shape[2]]
+            mask = np.asarray(select(tuple(f + half for f in first), centre), dtype=bool)
+            if not mask.any():
+                yield Tile(offset, shape, mask, None)
+                continue
+        t = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))[None].to(device)
+        if transform is not None:
+            t = transform(t[0])[None]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            y = dense(t.contiguous(memory_format=fmt))
+        outputs = y[0, :, :shape[0], :shape[1], :shape[2]].float().cpu().numpy()
+        yield Tile(offset, shape, mask, outputs)

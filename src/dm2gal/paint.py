@@ -6,9 +6,13 @@ region). `oracle`: the paper's procedure, painting only voxels where the *hydro 
 has M* > min_mass; kept to reproduce the paper's figure and labelled as such in the
 field's attributes.
 
-Methods. `dense`: the network in shift-and-stitch form (`dm2gal.dense`) evaluated
-tile by tile over the region (tiles without a candidate are skipped). `per_voxel`:
-one patch per candidate voxel, batched (`dm2gal.inference.predict`), the paper's way.
+Methods. `dense`: the network in shift-and-stitch form evaluated tile by tile over
+the region by `dm2gal.dense.predict_region` (tiles without a voxel to paint are
+skipped; inputs normalised by `dm2gal.sampler.normalise_channels`). `per_voxel`: one
+patch per candidate voxel, batched (`dm2gal.inference.predict` on a
+`dm2gal.sampler.PatchSource`), the paper's way. On a GPU both run in bf16 autocast
+with the convolutions in channels-last-3d layout. Raw outputs become masses through
+`dm2gal.inference.decode` either way, so the checkpoint's calibration is applied.
 Both read inputs from memory when the region and its halo fit in `max_memory_gb`,
 else tile by tile from Zarr; the output is written to Zarr tile by tile, so painting
 a whole 2048^3 box never holds it in memory (dense method).
@@ -23,12 +27,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from .fields import create_field, cube_attrs, open_field, read_periodic
-from .inference import decode, input_scale
-from .sampler import normalise
+from .inference import decode, input_scale, predict
+from .sampler import PatchSource, normalise_channels
 from .split import read_cubes
 
 log = logging.getLogger("dm2gal.paint")
@@ -110,22 +115,6 @@ class Inputs:
         return np.stack([read_periodic(f, first, shape) for f in self.fields]).astype(np.float32)
 
 
-def normaliser(normalisation: dict, device):
-    """(C, ...) raw masses [numpy] -> the network's normalised (1, C, ...) float32 input on `device`
-    (`dm2gal.sampler.normalise` per channel, computed on the device)."""
-    import torch
-
-    mean = torch.tensor(normalisation["input_mean"], dtype=torch.float32, device=device)
-    std = torch.tensor(normalisation["input_std"], dtype=torch.float32, device=device)
-    scale = torch.tensor(input_scale(normalisation), dtype=torch.float32, device=device)
-
-    def apply(x: np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-        shape = (-1,) + (1,) * (t.dim() - 1)
-        return normalise(t, mean.view(shape), std.view(shape), scale.view(shape))[None]
-    return apply
-
-
 def occupancy_mask(mode: str, sub_block: np.ndarray, threshold: float | None, truth_block: np.ndarray | None,
                    min_mass: float) -> np.ndarray:
     """The voxels to paint in a block: honest candidates, or (oracle) true galaxies."""
@@ -162,18 +151,21 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
         raise ValueError("honest painting needs the occupancy threshold")
     if mode == "oracle" and truth_path is None:
         raise ValueError("oracle painting needs the hydro stellar-mass field")
-    from .dense import output_tiles, to_dense
+    from .dense import output_tiles, predict_region, to_dense
 
     patch = int(net.config["patch"])
     half = patch // 2
+    device = torch.device(device)
     net = net.to(device).eval()
-    dense = to_dense(net).to(device)
+    dense = to_dense(net)
     if dense.patch != patch:
         raise PatchMismatchError(f"the network's receptive field is {dense.patch}^3, not its {patch}^3 patch")
+    if device.type == "cuda":  # bf16 autocast (in predict and predict_region) and channels-last-3d
+        torch.backends.cudnn.benchmark = True
+        net = net.to(memory_format=torch.channels_last_3d)
     # dense tiles are rounded up to a multiple of the network's stride: keep that margin in memory too
     inputs = Inputs.open([dm_path, sub_path], start, size + dense.stride - 1, patch, max_memory_gb * 2 ** 30)
     truth = open_field(truth_path) if mode == "oracle" else None
-    norm = normaliser(normalisation, device)
     out = create_field(out_path, attrs)
     scatter = None
     if scatter_path is not None:
@@ -182,32 +174,28 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
     t0 = time.perf_counter()
     painted_mass = 0.0
     if method == "dense":
-        tiles = output_tiles(size, tile, dense.stride)
-        for offset, shape in tqdm(tiles, desc=f"paint ({mode}, dense)", mininterval=10):
-            first = tuple(int(s) + o for s, o in zip(start, offset))
-            padded = tuple(-(-t // dense.stride) * dense.stride for t in shape)
-            raw = inputs.read(tuple(f - half for f in first), tuple(p + patch - 1 for p in padded))
-            sub_block = raw[1, half:half + shape[0], half:half + shape[1], half:half + shape[2]]
-            truth_block = read_periodic(truth, first, shape) if truth is not None else None
-            mask = occupancy_mask(mode, sub_block, threshold, truth_block, min_mass)
-            if not mask.any():
-                continue  # the store's fill value is 0
-            with torch.no_grad():
-                y = dense(norm(raw))[0, :, :shape[0], :shape[1], :shape[2]]
-            pred = decode(y[:, torch.from_numpy(mask).to(y.device)], normalisation)
-            block = np.zeros(shape, np.float32)
-            block[mask] = pred.mean_mass()
-            n_painted += int(mask.sum())
+        def select(first, centre):  # centre: the raw inputs at the tile's voxels
+            truth_block = read_periodic(truth, first, centre.shape[1:]) if truth is not None else None
+            return occupancy_mask(mode, centre[1], threshold, truth_block, min_mass)
+
+        tiles = predict_region(dense, inputs.read, start, size, tile=tile, device=device, select=select,
+                               transform=partial(normalise_channels, mean=normalisation["input_mean"],
+                                                 std=normalisation["input_std"], scale=input_scale(normalisation)))
+        for t in tqdm(tiles, total=len(output_tiles(size, tile, dense.stride)), desc=f"paint ({mode}, dense)",
+                      mininterval=10):
+            if t.outputs is None:
+                continue  # no voxel to paint: the store's fill value is 0
+            pred = decode(t.outputs[:, t.mask], normalisation)
+            block = np.zeros(t.shape, np.float32)
+            block[t.mask] = pred.mean_mass()
+            n_painted += int(t.mask.sum())
             painted_mass += float(block.sum(dtype=np.float64))
-            where = tuple(slice(o, o + t) for o, t in zip(offset, shape))
+            where = tuple(slice(o, o + n) for o, n in zip(t.offset, t.shape))
             out[where] = block
             if scatter is not None:
-                block[mask] = pred.sigma
+                block[t.mask] = pred.sigma
                 scatter[where] = block
     else:
-        from .inference import predict
-        from .sampler import PatchSource
-
         if inputs.cache is None:
             raise MemoryError(f"per-voxel painting holds the region and its halo in memory; raise "
                               f"paint.max_memory_gb or use the dense method")

@@ -29,6 +29,17 @@ def normalise(x, mean: float, std: float, scale: float = 1.0):
     return (lib.log10(1.0 + x / scale) - mean) / std
 
 
+def normalise_channels(x, mean: Sequence[float], std: Sequence[float], scale: Sequence[float] | None = None):
+    """(C, ...) masses x [Msun/h] (numpy or torch) normalised channel by channel: channel c by
+    `normalise` with mean[c], std[c] and scale[c] (None: 1), as `PatchSource.from_arrays`
+    stores them. Dense painting applies it to each tile it reads."""
+    lib = torch if isinstance(x, torch.Tensor) else np
+    if len(x) != len(mean):
+        raise ValueError(f"{len(x)} input channels but {len(mean)} normalisation constants")
+    return lib.stack([normalise(x[c], float(mean[c]), float(std[c]), 1.0 if scale is None else float(scale[c]))
+                      for c in range(len(mean))])
+
+
 def fits_on_gpu(nbytes: int, margin: float = 0.5) -> bool:
     """True if a CUDA device is present and `nbytes` fit in `margin` of its free memory."""
     if not torch.cuda.is_available():
