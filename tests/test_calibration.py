@@ -69,6 +69,17 @@ def test_mass_bins_hold_the_requested_occupied_voxels_from_the_top():
     assert np.all(np.diff(b[order]) >= 0)  # bins increase with mass
 
 
+def test_beyond_the_calibrated_range_the_mass_is_held_at_its_top():
+    """A painting heavier than any calibration voxel's is calibrated as the heaviest one."""
+    rng = np.random.default_rng(6)
+    painted, mu, sigma, truth = _voxels(rng, 20_000)
+    cal = fit(painted, mu, sigma, truth, min_galaxies=200)
+    top = 10 ** cal.log10_max_painted
+    assert cal.log10_max_painted == pytest.approx(np.log10(painted.max()))
+    np.testing.assert_allclose(cal.mean_mass(np.array([top, 10 * top, 1e4 * top])), cal.mean_mass(np.array([top]))[0])
+    assert cal.mean_mass(np.array([1e-3 * top]))[0] < cal.mean_mass(np.array([top]))[0]
+
+
 def test_too_few_calibration_voxels_name_the_key():
     rng = np.random.default_rng(5)
     with pytest.raises(ValueError, match="split.calibration.fraction"):
@@ -78,7 +89,7 @@ def test_too_few_calibration_voxels_name_the_key():
 def test_decode_applies_a_stored_calibration():
     norm = {"target_mean": 9.0, "target_std": 1.0}
     raw = np.array([[0.0, 2.0], [np.log(0.3), np.log(0.3)]])
-    cal = Calibration((9.0, 11.0), (0.0, -0.5), 0.5)
+    cal = Calibration((9.0, 11.0), (0.0, -0.5), 0.5, 11.5)
     plain = decode(raw, norm)
     calibrated = decode(raw, {**norm, "calibration": cal.as_dict()})
     np.testing.assert_allclose(calibrated.mean_mass(), cal.mean_mass(plain.mean_mass()))

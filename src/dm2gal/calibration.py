@@ -9,7 +9,11 @@ split's calibration blocks and the validation cube: candidates of the occupancy
 threshold, never trained on): in bins of log10 m holding `min_galaxies` occupied voxels
 each, the ratio sum(true) / sum(painted), made monotone in m by an isotonic regression
 of the calibrated log mass. Between bins the log ratio is interpolated linearly (the
-calibrated mass stays monotone), beyond the ends it is held constant.
+calibrated mass stays monotone); below the lightest bin it is held constant, and a
+painted mass above the heaviest the calibration voxels hold is calibrated as that one
+(the calibration is only known where it was fitted): on held-out mini-universes the
+network painted a few cluster voxels 10-40 times heavier than the truth, beyond
+anything training or calibration saw, and they alone made P(k) and B wrong.
 
 The predicted scatter is rescaled by one factor, the standard deviation of z = (log10 M_true -
 mu_cal) / sigma over the occupied calibration voxels, so that the realisations'
@@ -27,16 +31,18 @@ import numpy as np
 @dataclass(frozen=True)
 class Calibration:
     """log10_mass (B,): knots in log10 painted mean mass [Msun/h]; log10_ratio (B,): log10 of
-    true over painted mass there; scatter_factor: what the predicted scatter is multiplied by."""
+    true over painted mass there; scatter_factor: what the predicted scatter is multiplied by;
+    log10_max_painted: the heaviest painted mass of the calibration voxels [log10 Msun/h]."""
 
     log10_mass: tuple
     log10_ratio: tuple
     scatter_factor: float
+    log10_max_painted: float
 
     def mean_mass(self, painted: np.ndarray) -> np.ndarray:
         """Calibrated mean mass [Msun/h] of painted mean masses `painted` (any shape, > 0)."""
-        x = np.log10(painted)
-        return painted * 10.0 ** np.interp(x, self.log10_mass, self.log10_ratio)
+        x = np.minimum(np.log10(painted), self.log10_max_painted)
+        return 10.0 ** (x + np.interp(x, self.log10_mass, self.log10_ratio))
 
     def apply(self, mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) [log10 Msun/h, dex] of the calibrated log-normal: its mean is the
@@ -47,11 +53,12 @@ class Calibration:
 
     def as_dict(self) -> dict:
         return {"log10_mass": list(map(float, self.log10_mass)), "log10_ratio": list(map(float, self.log10_ratio)),
-                "scatter_factor": float(self.scatter_factor)}
+                "scatter_factor": float(self.scatter_factor), "log10_max_painted": float(self.log10_max_painted)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Calibration":
-        return cls(tuple(d["log10_mass"]), tuple(d["log10_ratio"]), float(d["scatter_factor"]))
+        return cls(tuple(d["log10_mass"]), tuple(d["log10_ratio"]), float(d["scatter_factor"]),
+                   float(d["log10_max_painted"]))
 
 
 def mass_bins(log_painted: np.ndarray, occupied: np.ndarray, min_galaxies: int) -> np.ndarray:
@@ -92,8 +99,8 @@ def fit(painted: np.ndarray, mu: np.ndarray, sigma: np.ndarray, truth: np.ndarra
     log_cal = knot + np.log10(np.maximum(t_sum, 1e-30 * p_sum) / p_sum)
     log_cal = isotonic_regression(log_cal, weights=np.maximum(n_occ, 1.0)).x
     ratio = log_cal - knot
-    cal = Calibration(tuple(knot), tuple(ratio), 1.0)
+    cal = Calibration(tuple(knot), tuple(ratio), 1.0, float(x.max()))
     mu_cal, _ = cal.apply(mu[occupied], sigma[occupied])
     z = (np.log10(truth[occupied]) - mu_cal) / np.maximum(sigma[occupied], 1e-6)
     factor = float(np.std(z)) if np.any(sigma > 0) else 1.0
-    return Calibration(tuple(knot), tuple(ratio), factor)
+    return Calibration(tuple(knot), tuple(ratio), factor, float(x.max()))
