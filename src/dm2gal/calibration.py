@@ -23,7 +23,7 @@ scatter matches what the calibration voxels show. Imports only numpy and scipy.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -102,5 +102,4 @@ def fit(painted: np.ndarray, mu: np.ndarray, sigma: np.ndarray, truth: np.ndarra
     cal = Calibration(tuple(knot), tuple(ratio), 1.0, float(x.max()))
     mu_cal, _ = cal.apply(mu[occupied], sigma[occupied])
     z = (np.log10(truth[occupied]) - mu_cal) / np.maximum(sigma[occupied], 1e-6)
-    factor = float(np.std(z)) if np.any(sigma > 0) else 1.0
-    return Calibration(tuple(knot), tuple(ratio), factor, float(x.max()))
+    return replace(cal, scatter_factor=float(np.std(z)) if np.any(sigma > 0) else 1.0)

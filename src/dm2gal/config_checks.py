@@ -19,7 +19,7 @@ from .acquire.tng_api import KEY_ENV
 from .model import model_config, valid_patches
 from .objective import head_outputs
 from .schema import ConfigError
-from .split import Cube, calibration_blocks, cubes_overlap, resolve_cube
+from .split import Cube, calibration_block, calibration_blocks, cubes_overlap, resolve_cube, voxels_per_unit
 from .stats import resolved
 
 UNIT_NAMES = {"voxels": "voxels", "Mpc/h": "Mpc/h", "box": "box sides"}
@@ -47,7 +47,7 @@ def check_cubes(split: dict, n_grid: int, box_size: float | None) -> dict[str, C
     units = split["units"]
     if units == "Mpc/h" and box_size is None:
         return {}
-    per_unit = {"voxels": 1.0, "Mpc/h": n_grid / box_size if box_size else None, "box": float(n_grid)}[units]
+    per_unit = voxels_per_unit(units, n_grid, box_size or float(n_grid))  # the box size matters for Mpc/h only
     cubes = {}
     for name in ("validation", "test"):
         size = split[name]["size"]
@@ -56,7 +56,6 @@ def check_cubes(split: dict, n_grid: int, box_size: float | None) -> dict[str, C
                 f"split.{name}.size: {size:g} {UNIT_NAMES[units]} (split.units: {units}) is "
                 f"{round(size * per_unit)} voxels of the {n_grid}^3 grid; allowed: "
                 f"{0.5 / per_unit:.4g} to {n_grid / per_unit:.4g} {UNIT_NAMES[units]} (1 to {n_grid} voxels)")
-        # (the box size matters for Mpc/h only)
         cubes[name] = resolve_cube(split[name], units, n_grid, box_size or float(n_grid))
     if cubes_overlap(cubes["validation"], cubes["test"], n_grid):
         raise ConfigError(
@@ -75,13 +74,10 @@ def check_calibration(split: dict, cubes: dict[str, Cube], n_grid: int, box_size
     outside both cubes for the fraction asked (the draw itself is the split's)."""
     calib = split.get("calibration", {})
     units, block_spec = split["units"], calib.get("block")
-    if block_spec is None:
-        block = max(1, n_grid // 8)
-    elif units == "Mpc/h" and box_size is None:
+    if block_spec is not None and units == "Mpc/h" and box_size is None:
         return
-    else:
-        per_unit = {"voxels": 1.0, "Mpc/h": n_grid / box_size if box_size else None, "box": float(n_grid)}[units]
-        block = round(block_spec * per_unit)
+    per_unit = voxels_per_unit(units, n_grid, box_size or float(n_grid))
+    block = calibration_block(split, n_grid, box_size or float(n_grid))
     if not 1 <= block <= n_grid or (n_grid // block) ** 3 > MAX_CALIBRATION_TILES:
         smallest = n_grid / round(MAX_CALIBRATION_TILES ** (1 / 3))
         raise ConfigError(

@@ -42,11 +42,25 @@ class Cube:
         return {"start": list(self.start), "size": self.size}
 
 
-def resolve_cube(spec: dict, units: str, n_grid: int, box_size: float) -> Cube:
-    """A Cube from a config entry {start: [3], size} in `units` (see UNITS), rounded to voxels."""
+def voxels_per_unit(units: str, n_grid: int, box_size: float) -> float:
+    """Voxels of the n_grid^3 grid of side `box_size` [Mpc/h] in one of `units` (see UNITS)."""
     if units not in UNITS:
         raise ValueError(f"split.units must be one of {UNITS}, got {units!r}")
-    scale = {"voxels": 1.0, "Mpc/h": n_grid / box_size, "box": float(n_grid)}[units]
+    return {"voxels": 1.0, "Mpc/h": n_grid / box_size, "box": float(n_grid)}[units]
+
+
+def calibration_block(split_cfg: dict, n_grid: int, box_size: float) -> int:
+    """Edge in voxels (rounded, not yet checked) of the calibration blocks: split.calibration.block
+    in split.units, or an eighth of the grid when it is null."""
+    spec = split_cfg.get("calibration", {}).get("block")
+    if spec is None:
+        return max(1, n_grid // 8)
+    return int(round(spec * voxels_per_unit(split_cfg["units"], n_grid, box_size)))
+
+
+def resolve_cube(spec: dict, units: str, n_grid: int, box_size: float) -> Cube:
+    """A Cube from a config entry {start: [3], size} in `units` (see UNITS), rounded to voxels."""
+    scale = voxels_per_unit(units, n_grid, box_size)
     start = tuple(int(round(float(s) * scale)) % n_grid for s in spec["start"])
     size = int(round(float(spec["size"]) * scale))
     if len(start) != 3 or not 1 <= size <= n_grid:
@@ -271,15 +285,10 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     if cubes_overlap(cubes["validation"], cubes["test"], n):
         raise ValueError(f"validation cube {cubes['validation']} and test cube {cubes['test']} overlap")
     calib = cfg.get("calibration", {})
-    block_spec = calib.get("block")
-    if block_spec is None:
-        block = max(1, n // 8)
-    else:
-        try:
-            block = resolve_cube({"start": [0, 0, 0], "size": block_spec}, cfg["units"], n, box).size
-        except ValueError:
-            raise ValueError(f"split.calibration.block {block_spec} ({cfg['units']}) is not between one voxel and "
-                             f"the {n}^3 grid") from None
+    block = calibration_block(cfg, n, box)
+    if not 1 <= block <= n:
+        raise ValueError(f"split.calibration.block {calib.get('block')} ({cfg['units']}) is not between one voxel "
+                         f"and the {n}^3 grid")
     blocks = calibration_blocks(n, block, float(calib.get("fraction", 0.15)), list(cubes.values()), seed)
     min_mass = float(cfg["min_stellar_mass"])
     scale = float(attrs[1]["total_mass"]) / n ** 3  # mean matter mass per voxel of the gravity-only run
