@@ -24,6 +24,7 @@ rule train:
         cubes=results("split", "cubes.json"),
         split=results("split", "train.npz"),
         occupancy=results("paint", "test", "occupancy.json"),
+        dark=dark_catalogue_input("test"),  # groups the calibration voxels into galaxies
         **train_floor_input(),
     output:
         ckpt=results("train", "{point}", "best.ckpt"),
@@ -36,6 +37,8 @@ rule train:
         train=TRAIN_PARAMS,
         selection={key: config["stats"][key] for key in ("mas", "k_range")},
         seed=config["seed"],
+        dark_base=sim_base("dark"),
+        snapshot=SNAPSHOT,
     log:
         logs("train", "{point}"),
     benchmark:

@@ -108,3 +108,47 @@ def test_calibration_blocks_avoid_the_cubes_and_hold_the_fraction():
     assert calibration_blocks(128, 16, 0.0, cubes, seed=7) == []
     with pytest.raises(ValueError, match="split.calibration.fraction"):
         calibration_blocks(128, 16, 0.5, [Cube((0, 0, 0), 100)], seed=7)
+
+
+def galaxies_split_among_voxels(rng, n_galaxies: int, scatter: float, share_noise: float):
+    """Calibration voxels of `n_galaxies` galaxies of 4 CIC voxels each: painted means P_g f_v,
+    true masses T_g f_v e_v with T_g = P_g 10^(scatter z - ln10 scatter^2 / 2) and a
+    log-normal share error e_v of `share_noise` dex (mean kept) that cancels in the sum."""
+    painted_g = 10.0 ** rng.uniform(8.5, 11.0, n_galaxies)
+    true_g = painted_g * 10.0 ** (scatter * rng.standard_normal(n_galaxies) - 0.5 * np.log(10) * scatter ** 2)
+    share = rng.dirichlet(np.ones(4), n_galaxies)
+    noisy = share * 10.0 ** (share_noise * rng.standard_normal((n_galaxies, 4)))
+    noisy /= noisy.sum(axis=1, keepdims=True)
+    hosts = np.repeat(np.arange(n_galaxies), 4)
+    return (painted_g[:, None] * share).ravel(), (true_g[:, None] * noisy).ravel(), hosts
+
+
+def test_galaxy_scatter_factor_recovers_the_galaxies_scatter_not_the_voxels():
+    from dm2gal.calibration import fit_galaxy_scatter, galaxy_factor
+
+    rng = np.random.default_rng(5)
+    mean, truth, hosts = galaxies_split_among_voxels(rng, 4000, scatter=0.25, share_noise=0.3)
+    voxel_sigma = np.full(len(mean), 0.4)  # what a voxel-level fit says: galaxy and share scatter
+    knots, factors = fit_galaxy_scatter(mean, voxel_sigma, truth, hosts, min_galaxies=1000)
+    assert len(knots) == 4 and np.all(np.diff(knots) > 0)
+    assert np.allclose(factors * 0.4, 0.25, rtol=0.06)
+    assert np.allclose(galaxy_factor(np.array([1e7, 1e13]), knots, factors), factors[[0, -1]])
+    # the voxel-level z (what scatter_factor measures) is wider: the share noise does not cancel
+    z_voxel = (np.log10(truth / mean) + 0.5 * np.log(10) * 0.4 ** 2) / 0.4
+    assert np.std(z_voxel) * 0.4 > 0.3
+    # voxels of no host are galaxies alone: no cancellation, the factor says so
+    _, alone = fit_galaxy_scatter(mean, voxel_sigma, truth, np.full(len(mean), -1), min_galaxies=1000)
+    assert np.all(alone * 0.4 > 0.3)
+
+
+def test_galaxy_scatter_factor_follows_a_scatter_that_shrinks_with_mass():
+    from dm2gal.calibration import fit_galaxy_scatter
+
+    rng = np.random.default_rng(6)
+    mean, truth, hosts = galaxies_split_among_voxels(rng, 6000, scatter=0.0, share_noise=0.0)
+    painted_g = np.bincount(hosts, weights=mean)
+    true_scatter = np.where(painted_g > 1e10, 0.1, 0.3)
+    truth = truth * (10.0 ** (true_scatter * rng.standard_normal(len(painted_g)) - 0.5 * np.log(10) * true_scatter ** 2))[hosts]
+    knots, factors = fit_galaxy_scatter(mean, np.full(len(mean), 0.3), truth, hosts, min_galaxies=500)
+    assert np.allclose(factors[knots < 9.8], 1.0, rtol=0.08)
+    assert np.allclose(factors[knots > 10.2], 1 / 3, rtol=0.08)

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from dm2gal.calibration import galaxy_groups
 from dm2gal.realisations import draw, host_subhalos, realise
 
 N, BOX = 16, 16.0  # 1 Mpc/h voxels
@@ -27,8 +28,8 @@ def test_draws_keep_the_mean_and_are_coherent_within_a_host():
     rng = np.random.default_rng(0)
     mean = np.full(4, 1e10)
     sigma = np.full(4, 0.3)
-    hosts = np.array([7, 7, 3, -1])
-    samples = np.array([draw(mean, sigma, hosts, 10, rng) for _ in range(40_000)])
+    galaxies = galaxy_groups(np.array([7, 7, 3, -1]))
+    samples = np.array([draw(mean, sigma, galaxies, rng) for _ in range(40_000)])
     ratio = samples.mean(axis=0) / mean
     err = np.sqrt(math.exp((math.log(10) * 0.3) ** 2) - 1) / np.sqrt(len(samples))
     assert np.all(np.abs(ratio - 1) < 5 * err)
@@ -51,3 +52,14 @@ def test_realise_is_reproducible_and_paints_only_painted_voxels():
     assert not np.array_equal(a[0], a[1])
     # both voxels belong to the one subhalo: the same factor in each realisation
     assert all(np.isclose(x[4, 4, 4], x[5, 5, 5]) for x in a)
+
+
+def test_the_galaxy_scatter_factor_scales_each_galaxys_draw_by_its_painted_mass():
+    mean = np.zeros((N,) * 3, np.float32)
+    mean[4, 4, 4], mean[10, 10, 10] = 1e9, 1e11
+    sigma = np.where(mean > 0, 0.4, 0.0).astype(np.float32)
+    pos, mass = np.array([[4.5, 4.5, 4.5], [10.5, 10.5, 10.5]]), np.array([1e12, 1e13])
+    knots = ([9.0, 11.0], [1.0, 0.5])
+    draws = np.array([(x[4, 4, 4], x[10, 10, 10]) for x in realise(mean, sigma, (0, 0, 0), N, BOX, pos, mass,
+                                                                  4000, seed=3, galaxy_scatter_knots=knots)])
+    assert np.allclose(np.log10(draws).std(axis=0), [0.4, 0.2], rtol=0.05)

@@ -169,7 +169,10 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
     out = create_field(out_path, attrs)
     scatter = None
     if scatter_path is not None:
-        scatter = create_field(scatter_path, dict(attrs, quantity="stellar_mass_log10_scatter", units="dex"))
+        calibration = normalisation.get("calibration") or {}
+        scatter = create_field(scatter_path, dict(attrs, quantity="stellar_mass_log10_scatter", units="dex",
+                                                  galaxy_log10_mass=calibration.get("galaxy_log10_mass", []),
+                                                  galaxy_scatter_factor=calibration.get("galaxy_scatter_factor", [])))
     n_painted = 0
     t0 = time.perf_counter()
     painted_mass = 0.0

@@ -9,7 +9,10 @@ field) comes from one subhalo are that subhalo's galaxy, and s is their mass-wei
 rms sigma. The voxel scatter itself also holds how a galaxy's mass is split among its
 CIC voxels (a voxel with a small share is uncertain in proportion), which is not
 scatter of the galaxy: drawn voxel by voxel, or with each voxel's own sigma, it would
-inflate the galaxy's. A painted voxel no subhalo reaches draws alone.
+inflate the galaxy's; s is therefore multiplied by the calibration's galaxy scatter
+factor at the galaxy's painted mass (fitted on calibration galaxies, see
+dm2gal.calibration), whose knots the paint stage writes into the scatter field's attributes. A painted voxel no subhalo
+reaches draws alone.
 The mean field stays what P(k) and B are measured on; realisations carry the
 intrinsic scatter the one-point PDF needs.
 """
@@ -22,6 +25,7 @@ import math
 import numpy as np
 
 from .atomic import atomic_path
+from .calibration import galaxy_factor, galaxy_groups, galaxy_scatter
 from .cic import corners
 from .fields import create_field, open_field
 from .tng import load_subhalos
@@ -54,40 +58,28 @@ def host_subhalos(coords: np.ndarray, origin, n_grid: int, box_size: float, sub_
     return np.where(keys[at] == want, hosts[at], -1)
 
 
-def galaxy_scatter(mean: np.ndarray, sigma: np.ndarray, hosts: np.ndarray) -> np.ndarray:
-    """(K,) the scatter [dex] each voxel is drawn with: the mass-weighted rms of `sigma` over the
-    voxels of its host (`hosts` (K,), -1: the voxel's own)."""
-    out = np.asarray(sigma, np.float64).copy()
-    has = hosts >= 0
-    if has.any():
-        _, inverse = np.unique(hosts[has], return_inverse=True)
-        w = np.bincount(inverse, weights=mean[has])
-        s2 = np.bincount(inverse, weights=mean[has] * sigma[has] ** 2)
-        out[has] = np.sqrt(s2 / w)[inverse]
-    return out
-
-
-def draw(mean: np.ndarray, sigma: np.ndarray, hosts: np.ndarray, n_subhalos: int,
-         rng: np.random.Generator) -> np.ndarray:
+def draw(mean: np.ndarray, sigma: np.ndarray, galaxies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One realisation of the voxels with means `mean` (K,) [Msun/h] and log scatters `sigma`
-    (K,) [dex]: z shared by voxels of one host (`hosts` (K,), -1 for none), independent otherwise."""
-    z_sub = rng.standard_normal(n_subhalos)
-    z = np.where(hosts >= 0, z_sub[np.maximum(hosts, 0)], rng.standard_normal(len(mean)))
+    (K,) [dex]: one standard-normal z per galaxy (`galaxies` (K,), from `galaxy_groups`)."""
+    z = rng.standard_normal(int(galaxies.max()) + 1 if len(galaxies) else 0)[galaxies]
     return mean * 10.0 ** (sigma * z - 0.5 * math.log(10.0) * sigma ** 2)
 
 
 def realise(mean_cube: np.ndarray, sigma_cube: np.ndarray, origin, n_grid: int, box_size: float,
-            sub_pos: np.ndarray, sub_mass: np.ndarray, n_realisations: int, seed):
+            sub_pos: np.ndarray, sub_mass: np.ndarray, n_realisations: int, seed, galaxy_scatter_knots=((), ())):
     """Yield `n_realisations` (s, s, s) float32 realisations of a painted cube whose first voxel
-    is `origin` of the parent grid; draw i uses numpy's SeedSequence(seed).spawn(n)[i]."""
+    is `origin` of the parent grid, each galaxy drawn with its `galaxy_scatter` times the
+    factor `galaxy_scatter_knots` (knots in log10 painted galaxy mass, factors; see
+    `dm2gal.calibration.galaxy_factor`) gives its painted mass; draw i uses numpy's
+    SeedSequence(seed).spawn(n)[i]."""
     painted = np.argwhere(mean_cube > 0)
     mean = mean_cube[tuple(painted.T)].astype(np.float64)
-    sigma = sigma_cube[tuple(painted.T)].astype(np.float64)
-    hosts = host_subhalos(painted, origin, n_grid, box_size, sub_pos, sub_mass)
-    sigma = galaxy_scatter(mean, sigma, hosts)
+    galaxies = galaxy_groups(host_subhalos(painted, origin, n_grid, box_size, sub_pos, sub_mass))
+    factor = galaxy_factor(np.bincount(galaxies, weights=mean), *galaxy_scatter_knots)
+    sigma = (factor * galaxy_scatter(mean, sigma_cube[tuple(painted.T)], galaxies))[galaxies]
     for child in np.random.SeedSequence(seed).spawn(n_realisations):
         cube = np.zeros(mean_cube.shape, np.float32)
-        cube[tuple(painted.T)] = draw(mean, sigma, hosts, len(sub_mass), np.random.default_rng(child))
+        cube[tuple(painted.T)] = draw(mean, sigma, galaxies, np.random.default_rng(child))
         yield cube
 
 
@@ -100,11 +92,17 @@ def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: 
     attrs = dict(mean_field.attrs)
     subs = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMass"])
     pos, mass = (subs["SubhaloPos"], subs["SubhaloMass"]) if subs["count"] else (np.zeros((0, 3)), np.zeros(0))
-    draws = realise(np.asarray(mean_field[...]), np.asarray(open_field(scatter_path)[...]), attrs["origin"],
-                    int(attrs["parent_n_grid"]), float(attrs["parent_box_size"]), pos, mass, len(out_paths), seed)
+    scatter_field = open_field(scatter_path)
+    knots = (list(scatter_field.attrs.get("galaxy_log10_mass", [])),
+             list(scatter_field.attrs.get("galaxy_scatter_factor", [])))
+    draws = realise(np.asarray(mean_field[...]), np.asarray(scatter_field[...]), attrs["origin"],
+                    int(attrs["parent_n_grid"]), float(attrs["parent_box_size"]), pos, mass, len(out_paths), seed,
+                    galaxy_scatter_knots=knots)
     for i, (path, cube) in enumerate(zip(out_paths, draws)):
         with atomic_path(path) as tmp:
             out = create_field(tmp, dict(attrs, realisation=i, realisations=len(out_paths), seed=seed,
-                                         drawn="one z per gravity-only subhalo"))
+                                         drawn="one z per gravity-only subhalo", galaxy_log10_mass=knots[0],
+                                         galaxy_scatter_factor=knots[1]))
             out[...] = cube
-    log.info("%d realisations drawn (seed %s)", len(out_paths), seed)
+    log.info("%d realisations drawn (seed %s, galaxy scatter x %s at log10 m %s)", len(out_paths), seed,
+             np.round(knots[1], 2).tolist(), np.round(knots[0], 2).tolist())

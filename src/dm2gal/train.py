@@ -32,7 +32,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -71,6 +71,8 @@ class TrainingData:
     val_ideal_log_mstar (M,) or None: log10 of the noise-free mean at val_coords;
     cal_coords (C, 3), cal_truth (C,) [Msun/h]: the calibration voxels (the honest painter's
     candidates in the split's calibration blocks and the validation cube) and their truth;
+    cal_hosts (C,) or None: the gravity-only subhalo hosting each (as the realisations group
+    voxels into galaxies, `dm2gal.realisations.host_subhalos`; -1: none);
     n_grid, box_size [Mpc/h]: the parent grid; normalisation: see `dm2gal.inference.NORMALISATION_KEYS`.
     """
 
@@ -91,6 +93,7 @@ class TrainingData:
     val_ideal_log_mstar: np.ndarray | None = None
     cal_coords: np.ndarray | None = None
     cal_truth: np.ndarray | None = None
+    cal_hosts: np.ndarray | None = None
     min_mass: float = 0.0
 
     def normalised(self, log_mstar: np.ndarray) -> np.ndarray:
@@ -104,10 +107,15 @@ class TrainingData:
 
 
 def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_json, occupancy_json,
-                       ideal_path=None) -> TrainingData:
+                       ideal_path=None, dark_catalogue=None) -> TrainingData:
     """TrainingData from the grid fields (opened lazily; `PatchSource` reads them in slabs), the
-    split outputs, the occupancy threshold and optionally the noise-free mean stellar-mass field."""
-    from .fields import open_field, read_periodic  # Zarr: not needed to train from arrays (GPU nodes)
+    split outputs, the occupancy threshold, optionally the noise-free mean stellar-mass field
+    and the gravity-only subhalo catalogue (`dark_catalogue`: illustris_python's base and
+    snapshot) that groups the calibration voxels into galaxies."""
+    # Zarr, illustris_python: not needed to train from arrays (GPU nodes)
+    from .fields import open_field, read_periodic
+    from .realisations import host_subhalos
+    from .tng import load_subhalos
 
     split = np.load(train_npz)
     val = read_cubes(cubes_json).validation
@@ -130,6 +138,11 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
         inside = np.argwhere(candidates(read_periodic(sub, first, shape), threshold))
         cal_coords.append((inside + np.asarray(first)) % n)
         cal_truth.append(read_periodic(stellar, first, shape)[tuple(inside.T)])
+    cal_coords, hosts = np.concatenate(cal_coords), None
+    if dark_catalogue is not None:
+        subs = load_subhalos(*dark_catalogue, ["SubhaloPos", "SubhaloMass"])
+        hosts = host_subhalos(cal_coords, (0, 0, 0), n, float(attrs["box_size"]), subs["SubhaloPos"],
+                              subs["SubhaloMass"]) if subs["count"] else np.full(len(cal_coords), -1)
     return TrainingData(
         dm=dm, subhalo=sub, coords=split["coords"], log_mstar=split["log_mstar"], weights=split["weights"],
         importance=split["importance"],
@@ -137,7 +150,7 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
         val_candidates=(local + np.asarray(start)) % n, val_start=np.asarray(start),
         val_truth=truth.astype(np.float64), n_grid=n, box_size=float(attrs["box_size"]),
         normalisation={k: split[k] for k in NORMALISATION_KEYS if k in split},
-        val_ideal_log_mstar=ideal, cal_coords=np.concatenate(cal_coords),
+        val_ideal_log_mstar=ideal, cal_coords=cal_coords, cal_hosts=hosts,
         cal_truth=np.concatenate(cal_truth).astype(np.float64), min_mass=float(split["min_stellar_mass"]),
     )
 
@@ -188,17 +201,25 @@ def validation_scores(data: TrainingData, at_galaxies: Prediction, at_candidates
 
 def calibrate(net: torch.nn.Module, data: TrainingData, source: PatchSource, batch_size: int, bin_voxels: int):
     """The `dm2gal.calibration.Calibration` of `net`'s painting at the calibration voxels (bins of
-    `bin_voxels` occupied voxels), or None when there are none (a TrainingData without them)."""
+    `bin_voxels` occupied voxels), or None when there are none (a TrainingData without them);
+    its galaxy scatter factor is fitted where the voxels' hosts are known."""
     from .calibration import fit as fit_calibration
+    from .calibration import fit_galaxy_scatter
 
     if data.cal_coords is None or len(data.cal_coords) == 0:
         return None
     pred = predict(net, source, data.cal_coords, data.normalisation, batch_size=batch_size)
     cal = fit_calibration(pred.mean_mass(), pred.mu, pred.sigma, data.cal_truth, data.min_mass,
                           min_galaxies=bin_voxels)
-    log.info("calibration on %d voxels (%d occupied): log10 true/painted %s at log10 m %s; scatter x %.3f",
-             len(data.cal_coords), int((data.cal_truth > data.min_mass).sum()),
-             np.round(cal.log10_ratio, 3).tolist(), np.round(cal.log10_mass, 2).tolist(), cal.scatter_factor)
+    if data.cal_hosts is not None:
+        calibrated = Prediction(*cal.apply(pred.mu, pred.sigma))
+        knots, factors = fit_galaxy_scatter(calibrated.mean_mass(), calibrated.sigma, data.cal_truth,
+                                            data.cal_hosts, data.min_mass, min_galaxies=bin_voxels)
+        cal = replace(cal, galaxy_log10_mass=tuple(knots), galaxy_scatter_factor=tuple(factors))
+    log.info("calibration on %d voxels (%d occupied): log10 true/painted %s at log10 m %s; scatter x %.3f; "
+             "galaxy scatter x %s at log10 m %s", len(data.cal_coords), int((data.cal_truth > data.min_mass).sum()),
+             np.round(cal.log10_ratio, 3).tolist(), np.round(cal.log10_mass, 2).tolist(), cal.scatter_factor,
+             np.round(cal.galaxy_scatter_factor, 2).tolist(), np.round(cal.galaxy_log10_mass, 2).tolist())
     return cal
 
 
