@@ -246,6 +246,11 @@ def dm2gal_realisation_fields(universe):
             for i in range(config["paint"]["realisations"])]
 
 
+def ideal_realisation_fields(universe):
+    """paint.realisations whole-box fields of the mini-universe's galaxies redrawn from its generator."""
+    return [results("ideal", universe, f"realisation_{i}.zarr") for i in range(config["paint"]["realisations"])]
+
+
 def dark_catalogue_input(universe):
     """What reading a universe's gravity-only subhalo catalogue depends on."""
     return manifest("dark") if universe == "test" else acquired_input(universe, "dark")
@@ -253,10 +258,12 @@ def dark_catalogue_input(universe):
 
 def stats_models(universe):
     """The models of one universe's statistics, in dm2gal.metrics.MODELS order (without "truth"):
-    dm2gal_oracle on the test cube only (paint.oracle), ideal for the mini-universe only."""
+    dm2gal_oracle on the test cube only (paint.oracle), ideal and ideal_realisations for the
+    mini-universe only, the realisations when paint.realisations is not 0."""
     oracle = ["dm2gal_oracle"] if universe == "test" and config["paint"]["oracle"] else []
     draws = ["dm2gal_realisations"] if config["paint"]["realisations"] else []
-    return ["dm2gal", *draws, *oracle, "hod", *(["ideal"] if SYNTHETIC else [])]
+    ideal = (["ideal"] + (["ideal_realisations"] if draws else [])) if SYNTHETIC else []
+    return ["dm2gal", *draws, *oracle, "hod", *ideal]
 
 
 def model_fields(universe, model):
@@ -271,6 +278,8 @@ def model_fields(universe, model):
         return hod_fields(universe)
     if model == "ideal":
         return universe_field(universe, "hydro", "stellar_mass_ideal")
+    if model == "ideal_realisations":
+        return ideal_realisation_fields(universe)
     raise ValueError(f"unknown model {model!r}")
 
 
@@ -287,7 +296,7 @@ def stats_inputs(wildcards):
     if u == "test":
         inputs["cubes"] = results("split", "cubes.json")
     if model != "truth":
-        fields = model_fields(u, model)  # a list for the ensembles (hod, dm2gal_realisations)
+        fields = model_fields(u, model)  # a list for the ensembles (hod and the realisations)
         inputs["realisations" if isinstance(fields, list) else "field"] = fields
     return inputs
 

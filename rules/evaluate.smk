@@ -24,6 +24,34 @@ if SYNTHETIC:
             results("benchmarks", "synthesize_universe", "{universe}.tsv")
 
 
+    rule ideal_realisations:
+        """The upper reference of the drawn painters: the generator's own log-normal (dm2gal.ideal)."""
+        input:
+            ideal=lambda w: universe_field(w.universe, "hydro", "stellar_mass_ideal"),
+            hydro=lambda w: manifest("hydro") if w.universe == "test" else acquired_input(w.universe, "hydro"),
+        output:
+            [directory(path) for path in ideal_realisation_fields("{universe}")],
+        wildcard_constraints:
+            universe="|".join(["test", *EVAL_UNIVERSES]),
+        params:
+            base=lambda w: universe_base(w.universe, "hydro"),
+            snapshot=lambda w: universe_snapshot(w.universe),
+            scatter=config["acquire"]["synthetic"]["galaxies"]["scatter"],
+            seed=lambda w: [config["seed"], zlib.crc32(f"ideal/{w.universe}".encode())],
+        log:
+            logs("ideal_realisations", "{universe}"),
+        benchmark:
+            results("benchmarks", "ideal_realisations", "{universe}.tsv")
+        threads: 1
+        conda:
+            "../envs/sim.yaml"
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            "../scripts/ideal_realisations.py"
+
+
 use rule paint as paint_universe with:
     input:
         dm_mass=universe_field("{universe}", "dark", "dm_mass"),

@@ -22,7 +22,7 @@ rule stats:
         results("stats", "{universe}", "{model}.npz"),
     wildcard_constraints:
         universe="|".join(["test", *EVAL_UNIVERSES]),
-        model="truth|dm2gal|dm2gal_realisations|dm2gal_oracle|hod|ideal",
+        model="truth|dm2gal|dm2gal_realisations|dm2gal_oracle|hod|ideal|ideal_realisations",
     params:
         cfg=STATS_CFG,
     threads: config["stats"]["threads"]

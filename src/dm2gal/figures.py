@@ -45,9 +45,10 @@ STYLE = {
     "dm2gal_oracle": dict(color="darkred", label="dm2gal (oracle positions)", ls="--", lw=1.5),
     "hod": dict(color="tab:green", label="HOD", ls="-", lw=1.5),
     "ideal": dict(color="k", label="ideal (noise-free mean)", ls=":", lw=1.5),
+    "ideal_realisations": dict(color="grey", label="ideal realisations (the generator redrawn)", ls="--", lw=1.2),
 }
 ORDER = ("truth",) + MODELS
-BANDED = ("dm2gal", "dm2gal_realisations", "hod")
+BANDED = ("dm2gal", "dm2gal_realisations", "hod", "ideal_realisations")
 """Models drawn with a band of their spread (the others as lines only)."""
 MAPS = (("dm", "dark matter", "gravity-only"), ("subhalos", "subhalos", "gravity-only"),
         ("dm2gal", "dm2gal", "stellar mass"), ("truth", "hydro", "stellar mass"),

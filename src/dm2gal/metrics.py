@@ -52,11 +52,12 @@ import numpy as np
 
 from .stats import split_realisations
 
-MODELS = ("dm2gal", "dm2gal_realisations", "dm2gal_oracle", "hod", "ideal")
+MODELS = ("dm2gal", "dm2gal_realisations", "dm2gal_oracle", "hod", "ideal", "ideal_realisations")
 """Models compared with the truth, in this order: dm2gal's mean field, its realisations (drawn
 from the predicted scatter, paint.realisations), the oracle painting ('test' only, when
-painted), the HOD (its draws), the noise-free mean (synthetic source only)."""
-CONTENDERS = ("dm2gal", "dm2gal_realisations", "ideal")
+painted), the HOD (its draws), the noise-free mean and the generator redrawn (synthetic source
+only; `dm2gal.ideal`)."""
+CONTENDERS = ("dm2gal", "dm2gal_realisations", "ideal", "ideal_realisations")
 """The models given a verdict against the HOD (the key `verdicts` holds dm2gal's,
 `verdicts_<model>` the others')."""
 
