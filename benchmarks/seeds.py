@@ -24,9 +24,12 @@ COLUMNS = [("pk", "mean_abs_log10", "dm2gal"), ("pk", "mean_abs_log10", "hod"),
            ("bk", "mean_abs_log10", "dm2gal"), ("bk", "mean_abs_log10", "hod"),
            ("pdf", "mean_abs_log10", "dm2gal_realisations"), ("pdf", "mean_abs_log10", "hod"),
            ("r", "abs_dev", "dm2gal"), ("r", "abs_dev", "hod"),
-           ("total_mass", "abs_rel_err", "dm2gal"), ("total_mass", "abs_rel_err", "hod")]
-"""(statistic, score, model) of each column: the scores of metrics.json (the HOD's are means over
-its draws); the PDF is dm2gal's realisations' (the mean field has no scatter by design)."""
+           ("total_mass", "abs_rel_err", "dm2gal"), ("total_mass", "abs_rel_err", "hod"),
+           ("pk", "mean_abs_log10", "dm2gal_realisations"), ("bk", "mean_abs_log10", "dm2gal_realisations"),
+           ("pk", "mean_abs_log10", "ideal_realisations"), ("bk", "mean_abs_log10", "ideal_realisations")]
+"""(statistic, score, model) of each column: the scores of metrics.json (the HOD's and the
+realisations' are means over their draws); the PDF is dm2gal's realisations' (the mean field
+has no scatter by design); the ideal realisations (the generator redrawn) are the floor."""
 REGIONS = ("test", "universes_mean")
 
 
@@ -44,10 +47,11 @@ def table(metrics: dict[int, dict]) -> str:
     """A markdown table: a row per seed and region (the test cube; the mean over the held-out
     universes), a column per COLUMNS entry, the held-out verdict winners of P(k) and B, and the
     mean and standard deviation over seeds of each region."""
-    head = "seed | region | " + " | ".join(f"{s} {m}" for s, _, m in COLUMNS) + " | winner P, B"
-    lines = [head, "|".join(["---"] * (len(COLUMNS) + 3))]
+    head = "seed | region | " + " | ".join(f"{s} {m}" for s, _, m in COLUMNS) + " | winner P, B | realisations: winner P, B"
+    lines = [head, "|".join(["---"] * (len(COLUMNS) + 4))]
     values = {(r, c): [] for r in REGIONS for c in COLUMNS}
     wins = {r: [0, 0] for r in REGIONS}
+    drawn_wins = {r: [0, 0] for r in REGIONS}
     for seed, m in metrics.items():
         for region in REGIONS:
             row = []
@@ -57,13 +61,17 @@ def table(metrics: dict[int, dict]) -> str:
                 row.append(f"{v:.3f}")
             basis = "test" if region == "test" else "held_out"
             winner = [m["verdicts"][s][basis]["winner"] for s in ("pk", "bk")]
+            drawn = [m["verdicts_dm2gal_realisations"][s][basis]["winner"] for s in ("pk", "bk")]
             wins[region] = [w + (x == "dm2gal") for w, x in zip(wins[region], winner)]
-            lines.append(f"{seed} | {region} | " + " | ".join(row) + f" | {winner[0]}, {winner[1]}")
+            drawn_wins[region] = [w + (x == "dm2gal_realisations") for w, x in zip(drawn_wins[region], drawn)]
+            lines.append(f"{seed} | {region} | " + " | ".join(row) + f" | {winner[0]}, {winner[1]}"
+                         f" | {drawn[0]}, {drawn[1]}")
     for region in REGIONS:
         cells = [f"{np.mean(values[region, c]):.3f} +- {np.std(values[region, c], ddof=1) if len(metrics) > 1 else 0:.3f}"
                  for c in COLUMNS]
         lines.append(f"mean +- std | {region} | " + " | ".join(cells)
-                     + f" | dm2gal wins P {wins[region][0]}/{len(metrics)}, B {wins[region][1]}/{len(metrics)}")
+                     + f" | dm2gal wins P {wins[region][0]}/{len(metrics)}, B {wins[region][1]}/{len(metrics)}"
+                     + f" | P {drawn_wins[region][0]}/{len(metrics)}, B {drawn_wins[region][1]}/{len(metrics)}")
     return "\n".join(lines)
 
 

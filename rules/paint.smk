@@ -14,6 +14,7 @@ PAINT_MEM_MB = int(PAINT["max_memory_gb"] * 1024) + 4000
 PAINT_COMMON = dict(
     model=config["model"],  # the architecture asked for: a selected model with another patch is refused
     method=PAINT["method"],
+    galaxy_calibration=PAINT["galaxy_calibration"],
 )
 """What a painting depends on. How it is computed (paint.tile, batch_size, device,
 max_memory_gb: the same field to float rounding) is read by the scripts from the config

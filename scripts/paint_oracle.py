@@ -7,4 +7,4 @@ log_to_file(snakemake.log[0])
 i, p, s = snakemake.input, snakemake.params, painting_settings(snakemake.config["paint"])
 run(i.model, i.dm_mass, i.subhalo_mass, i.dm_mass, p.base, p.snapshot, snakemake.output.field, None,
     source="dark", mode="oracle", cubes_json=i.cubes, truth_path=i.truth, expected_patch=configured_patch(p.model),
-    method=p.method, **s, threads=snakemake.threads)
+    method=p.method, **s, threads=snakemake.threads, galaxy_calibration=p.galaxy_calibration)

@@ -228,3 +228,30 @@ def test_the_probabilistic_head_paints_its_log_normal_mean_and_scatter(fields, t
     spread = draws.std(axis=0)[painted] / mean[painted]  # relative std of one draw
     pull = (draws.mean(axis=0)[painted] / mean[painted] - 1) / (spread / np.sqrt(len(draws)))
     assert np.abs(pull).max() < 5 and abs(pull.mean()) < 5 / np.sqrt(painted.sum())
+
+
+def test_galaxy_calibration_scales_each_galaxy_by_its_painted_mass_block_by_block(tmp_path):
+    """Two galaxies of a 16^3 cube (origin (4, 4, 4) of a 32^3 parent) spread over chunk edges,
+    and one voxel of no host: each galaxy's voxels are multiplied by the factor of its summed
+    painted mass, the loner by the factor of its own, whatever the store's chunking."""
+    from dm2gal.calibration import Calibration
+
+    cube = np.zeros((16,) * 3, np.float32)
+    cube[7:9, 7:9, 7:9] = 1e10 / 8  # galaxy A: 1e10 in total, across the chunk edge at 8
+    cube[2, 2, 2:4] = 5e10          # galaxy B: 1e11 in total
+    cube[14, 1, 1] = 1e11           # no subhalo reaches it
+    attrs = field_attrs(box_size=16.0, n_grid=16, source="dark", snapshot=99, mas="CIC", quantity="stellar_mass",
+                        origin=[4, 4, 4], parent_n_grid=32, parent_box_size=32.0)
+    path = tmp_path / "painted.zarr"
+    write_field(path, cube, attrs, chunk=8)
+    # CIC clouds (Pylians' convention): A reaches parent voxels 11-12 on each axis, B (6, 6, 6-7)
+    subs = {"SubhaloPos": np.array([[11.5, 11.5, 11.5], [6.0, 6.0, 6.5]]), "SubhaloMass": np.array([1e12, 1e13])}
+    cal = Calibration((8.0, 12.0), (0.0, 0.0), 1.0, 12.0, galaxy_log10_mass=(9.0, 11.0),
+                      galaxy_log10_ratio=(0.0, -0.3), galaxy_scatter_factor=(1.0, 0.5))
+    ratio = paint.calibrate_galaxies(path, cal, (4, 4, 4), 32, 32.0, subs)
+    out, _ = read_field(path)
+    np.testing.assert_allclose(out[7:9, 7:9, 7:9], 1e10 / 8 * 10 ** -0.15, rtol=1e-6)
+    np.testing.assert_allclose(out[2, 2, 2:4], 5e10 * 10 ** -0.3, rtol=1e-6)
+    np.testing.assert_allclose(out[14, 1, 1], 1e11 * 10 ** -0.3, rtol=1e-6)
+    assert np.count_nonzero(out) == np.count_nonzero(cube)
+    assert ratio == pytest.approx(out.sum(dtype=np.float64) / cube.sum(dtype=np.float64), rel=1e-6)

@@ -16,15 +16,18 @@ network painted a few cluster voxels 10-40 times heavier than the truth, beyond
 anything training or calibration saw, and they alone made P(k) and B wrong.
 
 The predicted scatter is rescaled by one factor, the standard deviation of z = (log10 M_true -
-mu_cal) / sigma over the occupied calibration voxels. That is a voxel's scatter, and it
-holds how a galaxy's mass is split among its CIC voxels as well as the galaxy's own
-scatter; the realisations draw one factor per galaxy (the voxels one gravity-only
-subhalo hosts, `galaxy_groups`), whose scatter is the mass-weighted rms of its voxels'
-(`galaxy_scatter`) times a factor of the galaxy's painted mass: the standard deviation of
-the same z over the calibration galaxies (summed true over summed painted mass) in bins
-of painted galaxy mass, fitted by `fit_galaxy_scatter`. On the mini-universe it is about
-0.9 below 10^10 Msun/h and 0.4-0.75 above: the network's scatter of a massive galaxy is
-too wide, and the heaviest galaxies carry the small-scale power of a realisation.
+mu_cal) / sigma over the occupied calibration voxels.
+
+A second calibration works on galaxies: the voxels one gravity-only subhalo hosts
+(`galaxy_groups`), as the realisations draw them. The voxel calibration leaves the
+heaviest painted galaxies too heavy as wholes (on the mini-universe the sum of squared
+galaxy masses, which sets the small-scale power, was 1.4x the truth's), so in bins of
+painted galaxy mass P (`fit_galaxies`) the ratio sum(T) / sum(P) of true to painted galaxy
+mass is fitted as for voxels and applied to every voxel of a galaxy (`galaxy_mass_factor`).
+A voxel's scatter also holds how a galaxy's mass is split among its CIC voxels, which
+cancels in a galaxy's sum; the realisations draw one factor per galaxy, with the mass-
+weighted rms of its voxels' scatter (`galaxy_scatter`) times a factor fitted per bin, the
+standard deviation of z = (log10(T / P) + ln10 s^2 / 2) / s over the calibration galaxies.
 Imports only numpy and scipy.
 """
 
@@ -42,15 +45,17 @@ class Calibration:
     """log10_mass (B,): knots in log10 painted mean mass [Msun/h]; log10_ratio (B,): log10 of
     true over painted mass there; scatter_factor: what the predicted scatter is multiplied by;
     log10_max_painted: the heaviest painted mass of the calibration voxels [log10 Msun/h];
-    galaxy_log10_mass (G,), galaxy_scatter_factor (G,): knots in log10 painted galaxy mass
-    [Msun/h] and what a galaxy's scatter (`galaxy_scatter` of the calibrated voxels) is
-    multiplied by there in the realisations (none: 1)."""
+    galaxy_log10_mass (G,), galaxy_log10_ratio (G,), galaxy_scatter_factor (G,): knots in log10
+    painted galaxy mass [Msun/h] (after the voxel calibration), log10 of true over painted
+    galaxy mass there, and what a galaxy's scatter (`galaxy_scatter` of the calibrated voxels)
+    is multiplied by in the realisations (no knots: neither applies)."""
 
     log10_mass: tuple
     log10_ratio: tuple
     scatter_factor: float
     log10_max_painted: float
     galaxy_log10_mass: tuple = ()
+    galaxy_log10_ratio: tuple = ()
     galaxy_scatter_factor: tuple = ()
 
     def mean_mass(self, painted: np.ndarray) -> np.ndarray:
@@ -65,15 +70,29 @@ class Calibration:
         s = sigma * self.scatter_factor
         return np.log10(self.mean_mass(painted)) - 0.5 * math.log(10.0) * s ** 2, s
 
-    def galaxy_factor(self, painted_galaxy: np.ndarray) -> np.ndarray:
-        """The factor of galaxies' scatter at painted galaxy masses `painted_galaxy` [Msun/h] (> 0),
-        interpolated in log mass and held beyond the knots."""
-        return galaxy_factor(painted_galaxy, self.galaxy_log10_mass, self.galaxy_scatter_factor)
+    def galaxy_mass_factor(self, painted_galaxy: np.ndarray) -> np.ndarray:
+        """True over painted mass of galaxies of voxel-calibrated painted masses `painted_galaxy`
+        [Msun/h] (> 0), interpolated in log mass and held beyond the knots; 1 without knots."""
+        return 10.0 ** at_knots(painted_galaxy, self.galaxy_log10_mass, self.galaxy_log10_ratio, 0.0)
+
+    def calibrate_galaxies(self, mean: np.ndarray, galaxies: np.ndarray) -> np.ndarray:
+        """(K,) voxel means [Msun/h] `mean` (K,) of voxel-calibrated paintings with each galaxy
+        (`galaxies` (K,), from `galaxy_groups`) multiplied by its `galaxy_mass_factor`."""
+        painted = np.bincount(galaxies, weights=mean)
+        return mean * self.galaxy_mass_factor(np.where(painted > 0, painted, 1.0))[galaxies]
+
+    def galaxy_scatter_knots(self, calibrated: bool = True) -> tuple[list, list]:
+        """(knots in log10 painted galaxy mass [Msun/h], scatter factors): what the realisations
+        look a painted galaxy's factor up in, the galaxy mass after `calibrate_galaxies` when
+        `calibrated`, else before."""
+        knots = np.add(self.galaxy_log10_mass, self.galaxy_log10_ratio) if calibrated else self.galaxy_log10_mass
+        return list(map(float, knots)), list(map(float, self.galaxy_scatter_factor))
 
     def as_dict(self) -> dict:
         return {"log10_mass": list(map(float, self.log10_mass)), "log10_ratio": list(map(float, self.log10_ratio)),
                 "scatter_factor": float(self.scatter_factor), "log10_max_painted": float(self.log10_max_painted),
                 "galaxy_log10_mass": list(map(float, self.galaxy_log10_mass)),
+                "galaxy_log10_ratio": list(map(float, self.galaxy_log10_ratio)),
                 "galaxy_scatter_factor": list(map(float, self.galaxy_scatter_factor))}
 
     @classmethod
@@ -81,7 +100,7 @@ class Calibration:
         """The Calibration of `as_dict`; checkpoints older than the galaxy scatter factor have none."""
         return cls(tuple(d["log10_mass"]), tuple(d["log10_ratio"]), float(d["scatter_factor"]),
                    float(d["log10_max_painted"]), tuple(d.get("galaxy_log10_mass", ())),
-                   tuple(d.get("galaxy_scatter_factor", ())))
+                   tuple(d.get("galaxy_log10_ratio", ())), tuple(d.get("galaxy_scatter_factor", ())))
 
 
 def mass_bins(log_painted: np.ndarray, occupied: np.ndarray, min_galaxies: int) -> np.ndarray:
@@ -95,6 +114,24 @@ def mass_bins(log_painted: np.ndarray, occupied: np.ndarray, min_galaxies: int) 
     bins = np.empty(len(order), np.int64)
     bins[order] = n_bins - 1 - from_top
     return bins
+
+
+def binned_log_ratio(painted: np.ndarray, truth: np.ndarray, occupied: np.ndarray,
+                     min_galaxies: int) -> tuple[np.ndarray, np.ndarray]:
+    """(knots, log10 ratios) of painted masses `painted` (N,) > 0 and true masses `truth` (N,)
+    [Msun/h]: in the `mass_bins` of `min_galaxies` `occupied` (N,) entries each, the mass-weighted
+    mean log10 painted mass and log10 sum(true) / sum(painted), made monotone in calibrated
+    mass by an isotonic regression weighted by the occupied count."""
+    x = np.log10(painted)
+    b = mass_bins(x, occupied, min_galaxies)
+    n_bins = int(b.max()) + 1
+    p_sum = np.bincount(b, weights=painted, minlength=n_bins)
+    t_sum = np.bincount(b, weights=truth, minlength=n_bins)
+    n_occ = np.bincount(b, weights=occupied, minlength=n_bins)
+    knot = np.bincount(b, weights=painted * x, minlength=n_bins) / p_sum
+    log_cal = knot + np.log10(np.maximum(t_sum, 1e-30 * p_sum) / p_sum)
+    log_cal = isotonic_regression(log_cal, weights=np.maximum(n_occ, 1.0)).x
+    return knot, log_cal - knot
 
 
 def fit(painted: np.ndarray, mu: np.ndarray, sigma: np.ndarray, truth: np.ndarray, min_mass: float = 0.0,
@@ -111,15 +148,7 @@ def fit(painted: np.ndarray, mu: np.ndarray, sigma: np.ndarray, truth: np.ndarra
         raise ValueError(f"calibration needs at least {min_galaxies} occupied voxels, it has {int(occupied.sum())}: "
                          f"enlarge split.calibration.fraction")
     x = np.log10(painted)
-    b = mass_bins(x, occupied, min_galaxies)
-    n_bins = int(b.max()) + 1
-    p_sum = np.bincount(b, weights=painted, minlength=n_bins)
-    t_sum = np.bincount(b, weights=truth, minlength=n_bins)
-    n_occ = np.bincount(b, weights=occupied, minlength=n_bins)
-    knot = np.bincount(b, weights=painted * x, minlength=n_bins) / p_sum  # mass-weighted mean log m
-    log_cal = knot + np.log10(np.maximum(t_sum, 1e-30 * p_sum) / p_sum)
-    log_cal = isotonic_regression(log_cal, weights=np.maximum(n_occ, 1.0)).x
-    ratio = log_cal - knot
+    knot, ratio = binned_log_ratio(painted, truth, occupied, min_galaxies)
     cal = Calibration(tuple(knot), tuple(ratio), 1.0, float(x.max()))
     mu_cal, _ = cal.apply(mu[occupied], sigma[occupied])
     z = (np.log10(truth[occupied]) - mu_cal) / np.maximum(sigma[occupied], 1e-6)
@@ -142,36 +171,46 @@ def galaxy_scatter(mean: np.ndarray, sigma: np.ndarray, galaxies: np.ndarray) ->
     return np.sqrt(s2 / np.where(w > 0, w, 1.0))
 
 
-def galaxy_factor(painted_galaxy: np.ndarray, knots, factors) -> np.ndarray:
-    """`factors` (G,) at log10 painted galaxy masses `knots` (G,) [Msun/h], interpolated to the
-    painted galaxy masses `painted_galaxy` [Msun/h] (> 0) and held beyond them; 1 without knots."""
+def at_knots(painted_galaxy: np.ndarray, knots, values, default: float) -> np.ndarray:
+    """`values` (G,) at log10 painted galaxy masses `knots` (G,) [Msun/h], interpolated to the
+    painted galaxy masses `painted_galaxy` [Msun/h] (> 0) and held beyond them; `default`
+    without knots."""
     if len(knots) == 0:
-        return np.ones(np.shape(painted_galaxy))
-    return np.interp(np.log10(painted_galaxy), knots, factors)
+        return np.full(np.shape(painted_galaxy), default)
+    return np.interp(np.log10(painted_galaxy), knots, values)
 
 
-def fit_galaxy_scatter(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray, hosts: np.ndarray,
-                       min_mass: float = 0.0, min_galaxies: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """(knots, factors): in bins of log10 painted galaxy mass [Msun/h] holding `min_galaxies`
-    galaxies each (from the heaviest down; knots at the mass-weighted mean log mass), the
-    factor a galaxy's scatter is multiplied by so that z = (log10(T / P) + ln10 s^2 / 2) / s
-    has unit standard deviation. P and T are the summed calibrated mean `mean` (K,) and true
-    `truth` (K,) masses [Msun/h] of a galaxy's voxels (`hosts` (K,), as for `galaxy_groups`),
-    s its `galaxy_scatter` of the calibrated `sigma` (K,) [dex]; galaxies whose T exceeds
-    `min_mass` [Msun/h] and whose P and s are positive count. Empty where none does."""
+def fit_galaxies(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray, hosts: np.ndarray,
+                 min_mass: float = 0.0, min_galaxies: int = 50) -> dict:
+    """The galaxy part of a Calibration (`galaxy_log10_mass`, `galaxy_log10_ratio`,
+    `galaxy_scatter_factor`) from calibration voxels: voxel-calibrated means `mean` (K,) and
+    scatters `sigma` (K,) [dex], true masses `truth` (K,) [Msun/h], hosts `hosts` (K,) (as for
+    `galaxy_groups`). Galaxies (P, T: summed painted and true mass) are binned by log10 P into
+    `mass_bins` of `min_galaxies` occupied galaxies (T > `min_mass`); the ratio is
+    `binned_log_ratio`'s, the scatter factor per bin the standard deviation of
+    z = (log10(T / P_cal) + ln10 s^2 / 2) / s over its occupied galaxies, s their
+    `galaxy_scatter`, made non-increasing in mass by an isotonic regression weighted by the
+    bins' counts. Empty knots where no galaxy is occupied or too few for one bin."""
     g = galaxy_groups(hosts)
-    painted = np.bincount(g, weights=mean)
-    true = np.bincount(g, weights=truth)
+    painted, true = np.bincount(g, weights=mean), np.bincount(g, weights=truth)
     s = galaxy_scatter(mean, sigma, g)
-    keep = (painted > 0) & (true > min_mass) & (s > 0)
-    if not keep.any():
-        return np.zeros(0), np.zeros(0)
+    keep = painted > 0
     painted, true, s = painted[keep], true[keep], s[keep]
-    z = (np.log10(true / painted) + 0.5 * math.log(10.0) * s ** 2) / s
+    occupied = true > min_mass
+    if occupied.sum() < min_galaxies:
+        return dict(galaxy_log10_mass=(), galaxy_log10_ratio=(), galaxy_scatter_factor=())
+    knots, ratio = binned_log_ratio(painted, true, occupied, min_galaxies)
     x = np.log10(painted)
-    b = mass_bins(x, np.ones(len(x), bool), min_galaxies)
-    n = np.bincount(b)
-    knots = np.bincount(b, weights=painted * x) / np.bincount(b, weights=painted)
-    z_mean = np.bincount(b, weights=z) / n
-    factors = np.sqrt(np.bincount(b, weights=(z - z_mean[b]) ** 2) / n)
-    return knots, factors
+    b = mass_bins(x, occupied, min_galaxies)
+    z = (np.log10(np.where(occupied, true, 1.0) / (painted * 10.0 ** ratio[b])) + 0.5 * math.log(10.0) * s ** 2) \
+        / np.where(s > 0, s, 1.0)
+    use = occupied & (s > 0)
+    n = np.maximum(np.bincount(b, weights=use, minlength=len(knots)), 1.0)
+    z_mean = np.bincount(b, weights=z * use, minlength=len(knots)) / n
+    factors = np.sqrt(np.bincount(b, weights=use * (z - z_mean[b]) ** 2, minlength=len(knots)) / n)
+    factors = np.where(np.bincount(b, weights=use, minlength=len(knots)) > 1, factors, 1.0)
+    # a heavier galaxy's painted mass is not relatively less certain: the factor does not rise
+    # with mass (a bin of a few dozen galaxies otherwise lets one outlier widen the heaviest
+    # galaxies' draws, and those set a realisation's small-scale power)
+    factors = isotonic_regression(factors, weights=n, increasing=False).x
+    return dict(galaxy_log10_mass=tuple(knots), galaxy_log10_ratio=tuple(ratio), galaxy_scatter_factor=tuple(factors))

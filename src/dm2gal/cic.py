@@ -203,3 +203,28 @@ def _deposit_kernel(out, pos, mass, inv_cell, x0):
             flat[np.uint64(c + a + jz)] += ux * vy * uz * w
             flat[np.uint64(c + b + iz)] += ux * uy * vz * w
             flat[np.uint64(c + b + jz)] += ux * uy * uz * w
+
+
+def host_subhalos(coords: np.ndarray, origin, n_grid: int, box_size: float, sub_pos: np.ndarray,
+                  sub_mass: np.ndarray) -> np.ndarray:
+    """(K,) index of the subhalo giving the most CIC mass to each voxel `coords` (K, 3) of the
+    parent n_grid^3 grid (cube-local: offsets from `origin`); -1 where no subhalo reaches it."""
+    n = int(n_grid)
+    keys, hosts, weights = [], [], []
+    for idx, share in corners(sub_pos, n, box_size):
+        keys.append((idx[0] * n + idx[1]) * n + idx[2])
+        hosts.append(np.arange(len(share)))
+        weights.append(np.asarray(sub_mass, np.float64) * share)
+    keys, hosts, weights = np.concatenate(keys), np.concatenate(hosts), np.concatenate(weights)
+    keep = weights > 0
+    keys, hosts, weights = keys[keep], hosts[keep], weights[keep]
+    order = np.lexsort((-weights, keys))  # by voxel, heaviest share first
+    keys, hosts = keys[order], hosts[order]
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    keys, hosts = keys[first], hosts[first]
+    g = (np.asarray(coords, np.int64).reshape(-1, 3) + np.asarray(origin, np.int64)) % n
+    want = (g[:, 0] * n + g[:, 1]) * n + g[:, 2]
+    if len(keys) == 0:
+        return np.full(len(want), -1)
+    at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+    return np.where(keys[at] == want, hosts[at], -1)

@@ -12,7 +12,9 @@ skipped; inputs normalised by `dm2gal.sampler.normalise_channels`). `per_voxel`:
 patch per candidate voxel, batched (`dm2gal.inference.predict` on a
 `dm2gal.sampler.PatchSource`), the paper's way. On a GPU both run in bf16 autocast
 with the convolutions in channels-last-3d layout. Raw outputs become masses through
-`dm2gal.inference.decode` either way, so the checkpoint's calibration is applied.
+`dm2gal.inference.decode` either way, so the checkpoint's calibration is applied; its
+galaxy part then multiplies the voxels of each galaxy (the voxels one gravity-only
+subhalo hosts) by one factor of the galaxy's painted mass (`calibrate_galaxies`).
 Both read inputs from memory when the region and its halo fit in `max_memory_gb`,
 else tile by tile from Zarr; the output is written to Zarr tile by tile, so painting
 a whole 2048^3 box never holds it in memory (dense method).
@@ -24,6 +26,7 @@ for the probabilistic head, 10^mu for the paper's), 0 elsewhere.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -31,6 +34,8 @@ from functools import partial
 
 import numpy as np
 
+from .calibration import Calibration, galaxy_groups
+from .cic import host_subhalos
 from .fields import create_field, cube_attrs, open_field, read_periodic
 from .inference import decode, input_scale, predict
 from .sampler import PatchSource, normalise_channels
@@ -169,10 +174,7 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
     out = create_field(out_path, attrs)
     scatter = None
     if scatter_path is not None:
-        calibration = normalisation.get("calibration") or {}
-        scatter = create_field(scatter_path, dict(attrs, quantity="stellar_mass_log10_scatter", units="dex",
-                                                  galaxy_log10_mass=calibration.get("galaxy_log10_mass", []),
-                                                  galaxy_scatter_factor=calibration.get("galaxy_scatter_factor", [])))
+        scatter = create_field(scatter_path, dict(attrs, quantity="stellar_mass_log10_scatter", units="dex"))
     n_painted = 0
     t0 = time.perf_counter()
     painted_mass = 0.0
@@ -226,6 +228,39 @@ def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size:
     return summary
 
 
+def calibrate_galaxies(path, calibration: Calibration, origin, n_grid: int, box_size: float, subs: dict) -> float:
+    """Multiply, in the painted field at `path` (first voxel `origin` of the n_grid^3 parent
+    grid of side `box_size` [Mpc/h]), the voxels of each galaxy (hosted by one subhalo of
+    `subs`: SubhaloPos [Mpc/h], SubhaloMass [Msun/h]) by `calibration.galaxy_mass_factor`,
+    block by block of the store's chunks (only the painted voxels are held); returns the
+    painted total mass after over before."""
+    import zarr
+
+    field = zarr.open_array(str(path), mode="r+")
+    blocks = [tuple(slice(i, min(i + c, n)) for i, c, n in zip(first, field.chunks, field.shape))
+              for first in itertools.product(*(range(0, n, c) for n, c in zip(field.shape, field.chunks)))]
+    coords, mean = [], []
+    for block in blocks:
+        data = np.asarray(field[block])
+        local = np.argwhere(data > 0)
+        coords.append(local + [b.start for b in block])
+        mean.append(data[tuple(local.T)].astype(np.float64))
+    counts = [len(m) for m in mean]
+    coords, mean = np.concatenate(coords), np.concatenate(mean)
+    galaxies = galaxy_groups(host_subhalos(coords, origin, n_grid, box_size, subs["SubhaloPos"], subs["SubhaloMass"]))
+    calibrated = calibration.calibrate_galaxies(mean, galaxies)
+    for block, part, local in zip(blocks, np.split(calibrated, np.cumsum(counts)[:-1]),
+                                  np.split(coords, np.cumsum(counts)[:-1])):
+        if len(part):
+            data = np.asarray(field[block])
+            data[tuple((local - [b.start for b in block]).T)] = part
+            field[block] = data
+    ratio = float(calibrated.sum() / mean.sum()) if mean.sum() > 0 else 1.0
+    log.info("galaxy calibration: %d galaxies, total painted mass x %.4f", int(galaxies.max()) + 1 if len(mean) else 0,
+             ratio)
+    return ratio
+
+
 def painted_attrs(dark_attrs: dict, start, size: int, mode: str, source: str, **extra) -> dict:
     """Attributes of a painted cube field: a cube of the parent grid of `dark_attrs`."""
     label = ORACLE_LABEL if mode == "oracle" else "honest: positions from the gravity-only run alone"
@@ -255,7 +290,8 @@ def resolve_device(device: str) -> str:
 def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, out_field, out_catalogue=None, *,
         source: str, cubes_json, whole_box: bool = False, mode: str = "honest", occupancy_json=None, truth_path=None,
         expected_patch: int | None = None, method: str = "dense", tile: int = 64, batch: int = 256,
-        device: str = "auto", max_memory_gb: float = 8.0, threads: int | None = None, out_scatter=None) -> dict:
+        device: str = "auto", max_memory_gb: float = 8.0, threads: int | None = None, out_scatter=None,
+        galaxy_calibration: bool = True) -> dict:
     """The paint stage for one run: the test cube of `cubes_json`, or the whole box (`whole_box`).
 
     The split's `min_stellar_mass` (cubes.json) is the oracle's threshold either way.
@@ -264,12 +300,14 @@ def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, ou
     oracle mode the truth from `truth_path`. Writes the painted field and, if
     `out_catalogue`, the mock catalogue (HDF5), and if `out_scatter` the predicted
     log10 scatter field (for `dm2gal.realisations`). `threads` caps torch's CPU
-    threads. Returns the painting summary.
+    threads. With `galaxy_calibration` the checkpoint's galaxy calibration is applied
+    (`calibrate_galaxies`). Returns the painting summary.
     """
     import contextlib
     import json
 
     import torch
+    import zarr
 
     from .atomic import atomic_path
     from .catalogue import galaxies, write_catalogue
@@ -295,14 +333,22 @@ def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, ou
         extra["occupancy_threshold"] = threshold
     attrs = painted_attrs(dm_attrs, start, size, mode, source, **extra)
     scatter_tmp = atomic_path(out_scatter) if out_scatter is not None else contextlib.nullcontext()
+    subs = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMass"])
+    if subs["count"] == 0:
+        subs = dict(SubhaloPos=np.zeros((0, 3)), SubhaloMass=np.zeros(0))
     with atomic_path(out_field) as tmp, scatter_tmp as tmp_scatter:
         summary = paint(net, normalisation, dm_path, sub_path, tmp, start=start, size=size, attrs=attrs, mode=mode,
                         threshold=threshold, truth_path=truth_path, min_mass=min_mass, method=method, tile=tile,
                         batch=batch, device=device, max_memory_gb=max_memory_gb, scatter_path=tmp_scatter)
+        if normalisation.get("calibration"):
+            cal = Calibration.from_dict(normalisation["calibration"])
+            if galaxy_calibration:
+                summary["galaxy_calibration"] = calibrate_galaxies(tmp, cal, start, n, box, subs)
+            if tmp_scatter is not None:  # what the realisations look a galaxy's scatter factor up in
+                knots, factors = cal.galaxy_scatter_knots(calibrated=galaxy_calibration)
+                zarr.open_array(str(tmp_scatter), mode="r+").attrs.update(
+                    galaxy_scatter_log10_mass=knots, galaxy_scatter_factor=factors)
     if out_catalogue is not None:
-        subs = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMass"])
-        if subs["count"] == 0:
-            subs = dict(SubhaloPos=np.zeros((0, 3)), SubhaloMass=np.zeros(0))
         gal = galaxies(open_field(out_field), start, n, box, subs["SubhaloPos"], subs["SubhaloMass"])
         write_catalogue(out_catalogue, attrs=dict(box_size=box, source=source, mode=mode, origin=list(start),
                                                   cube_size=size, model=str(ckpt)), **gal)

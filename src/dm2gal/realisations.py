@@ -11,7 +11,8 @@ CIC voxels (a voxel with a small share is uncertain in proportion), which is not
 scatter of the galaxy: drawn voxel by voxel, or with each voxel's own sigma, it would
 inflate the galaxy's; s is therefore multiplied by the calibration's galaxy scatter
 factor at the galaxy's painted mass (fitted on calibration galaxies, see
-dm2gal.calibration), whose knots the paint stage writes into the scatter field's attributes. A painted voxel no subhalo
+dm2gal.calibration), whose knots (in the painted field's galaxy mass, after the galaxy
+calibration) the paint stage writes into the scatter field's attributes. A painted voxel no subhalo
 reaches draws alone.
 The mean field stays what P(k) and B are measured on; realisations carry the
 intrinsic scatter the one-point PDF needs.
@@ -25,37 +26,12 @@ import math
 import numpy as np
 
 from .atomic import atomic_path
-from .calibration import galaxy_factor, galaxy_groups, galaxy_scatter
-from .cic import corners
+from .calibration import at_knots, galaxy_groups, galaxy_scatter
+from .cic import host_subhalos
 from .fields import create_field, open_field
 from .tng import load_subhalos
 
 log = logging.getLogger("dm2gal.realisations")
-
-
-def host_subhalos(coords: np.ndarray, origin, n_grid: int, box_size: float, sub_pos: np.ndarray,
-                  sub_mass: np.ndarray) -> np.ndarray:
-    """(K,) index of the subhalo giving the most CIC mass to each voxel `coords` (K, 3) of the
-    parent n_grid^3 grid (cube-local: offsets from `origin`); -1 where no subhalo reaches it."""
-    n = int(n_grid)
-    keys, hosts, weights = [], [], []
-    for idx, share in corners(sub_pos, n, box_size):
-        keys.append((idx[0] * n + idx[1]) * n + idx[2])
-        hosts.append(np.arange(len(share)))
-        weights.append(np.asarray(sub_mass, np.float64) * share)
-    keys, hosts, weights = np.concatenate(keys), np.concatenate(hosts), np.concatenate(weights)
-    keep = weights > 0
-    keys, hosts, weights = keys[keep], hosts[keep], weights[keep]
-    order = np.lexsort((-weights, keys))  # by voxel, heaviest share first
-    keys, hosts = keys[order], hosts[order]
-    first = np.r_[True, keys[1:] != keys[:-1]]
-    keys, hosts = keys[first], hosts[first]
-    g = (np.asarray(coords, np.int64).reshape(-1, 3) + np.asarray(origin, np.int64)) % n
-    want = (g[:, 0] * n + g[:, 1]) * n + g[:, 2]
-    if len(keys) == 0:
-        return np.full(len(want), -1)
-    at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-    return np.where(keys[at] == want, hosts[at], -1)
 
 
 def draw(mean: np.ndarray, sigma: np.ndarray, galaxies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -69,13 +45,13 @@ def realise(mean_cube: np.ndarray, sigma_cube: np.ndarray, origin, n_grid: int, 
             sub_pos: np.ndarray, sub_mass: np.ndarray, n_realisations: int, seed, galaxy_scatter_knots=((), ())):
     """Yield `n_realisations` (s, s, s) float32 realisations of a painted cube whose first voxel
     is `origin` of the parent grid, each galaxy drawn with its `galaxy_scatter` times the
-    factor `galaxy_scatter_knots` (knots in log10 painted galaxy mass, factors; see
-    `dm2gal.calibration.galaxy_factor`) gives its painted mass; draw i uses numpy's
+    factor that `galaxy_scatter_knots` (knots in log10 painted galaxy mass [Msun/h], factors;
+    `dm2gal.calibration.at_knots`) gives at its painted mass; draw i uses numpy's
     SeedSequence(seed).spawn(n)[i]."""
     painted = np.argwhere(mean_cube > 0)
     mean = mean_cube[tuple(painted.T)].astype(np.float64)
     galaxies = galaxy_groups(host_subhalos(painted, origin, n_grid, box_size, sub_pos, sub_mass))
-    factor = galaxy_factor(np.bincount(galaxies, weights=mean), *galaxy_scatter_knots)
+    factor = at_knots(np.bincount(galaxies, weights=mean), *galaxy_scatter_knots, 1.0)
     sigma = (factor * galaxy_scatter(mean, sigma_cube[tuple(painted.T)], galaxies))[galaxies]
     for child in np.random.SeedSequence(seed).spawn(n_realisations):
         cube = np.zeros(mean_cube.shape, np.float32)
@@ -93,7 +69,7 @@ def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: 
     subs = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMass"])
     pos, mass = (subs["SubhaloPos"], subs["SubhaloMass"]) if subs["count"] else (np.zeros((0, 3)), np.zeros(0))
     scatter_field = open_field(scatter_path)
-    knots = (list(scatter_field.attrs.get("galaxy_log10_mass", [])),
+    knots = (list(scatter_field.attrs.get("galaxy_scatter_log10_mass", [])),
              list(scatter_field.attrs.get("galaxy_scatter_factor", [])))
     draws = realise(np.asarray(mean_field[...]), np.asarray(scatter_field[...]), attrs["origin"],
                     int(attrs["parent_n_grid"]), float(attrs["parent_box_size"]), pos, mass, len(out_paths), seed,
@@ -101,7 +77,7 @@ def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: 
     for i, (path, cube) in enumerate(zip(out_paths, draws)):
         with atomic_path(path) as tmp:
             out = create_field(tmp, dict(attrs, realisation=i, realisations=len(out_paths), seed=seed,
-                                         drawn="one z per gravity-only subhalo", galaxy_log10_mass=knots[0],
+                                         drawn="one z per gravity-only subhalo", galaxy_scatter_log10_mass=knots[0],
                                          galaxy_scatter_factor=knots[1]))
             out[...] = cube
     log.info("%d realisations drawn (seed %s, galaxy scatter x %s at log10 m %s)", len(out_paths), seed,

@@ -114,7 +114,7 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
     snapshot) that groups the calibration voxels into galaxies."""
     # Zarr, illustris_python: not needed to train from arrays (GPU nodes)
     from .fields import open_field, read_periodic
-    from .realisations import host_subhalos
+    from .cic import host_subhalos
     from .tng import load_subhalos
 
     split = np.load(train_npz)
@@ -204,7 +204,7 @@ def calibrate(net: torch.nn.Module, data: TrainingData, source: PatchSource, bat
     `bin_voxels` occupied voxels), or None when there are none (a TrainingData without them);
     its galaxy scatter factor is fitted where the voxels' hosts are known."""
     from .calibration import fit as fit_calibration
-    from .calibration import fit_galaxy_scatter
+    from .calibration import fit_galaxies
 
     if data.cal_coords is None or len(data.cal_coords) == 0:
         return None
@@ -213,12 +213,12 @@ def calibrate(net: torch.nn.Module, data: TrainingData, source: PatchSource, bat
                           min_galaxies=bin_voxels)
     if data.cal_hosts is not None:
         calibrated = Prediction(*cal.apply(pred.mu, pred.sigma))
-        knots, factors = fit_galaxy_scatter(calibrated.mean_mass(), calibrated.sigma, data.cal_truth,
-                                            data.cal_hosts, data.min_mass, min_galaxies=bin_voxels)
-        cal = replace(cal, galaxy_log10_mass=tuple(knots), galaxy_scatter_factor=tuple(factors))
+        cal = replace(cal, **fit_galaxies(calibrated.mean_mass(), calibrated.sigma, data.cal_truth, data.cal_hosts,
+                                          data.min_mass, min_galaxies=bin_voxels))
     log.info("calibration on %d voxels (%d occupied): log10 true/painted %s at log10 m %s; scatter x %.3f; "
-             "galaxy scatter x %s at log10 m %s", len(data.cal_coords), int((data.cal_truth > data.min_mass).sum()),
-             np.round(cal.log10_ratio, 3).tolist(), np.round(cal.log10_mass, 2).tolist(), cal.scatter_factor,
+             "galaxies: log10 true/painted %s, scatter x %s at log10 m %s", len(data.cal_coords),
+             int((data.cal_truth > data.min_mass).sum()), np.round(cal.log10_ratio, 3).tolist(),
+             np.round(cal.log10_mass, 2).tolist(), cal.scatter_factor, np.round(cal.galaxy_log10_ratio, 3).tolist(),
              np.round(cal.galaxy_scatter_factor, 2).tolist(), np.round(cal.galaxy_log10_mass, 2).tolist())
     return cal
 
