@@ -78,6 +78,11 @@ def test_end_to_end(tiny_run: Path):
     assert all((res / "figures" / f).stat().st_size > 1000 for f in figures)
     metrics = json.loads((res / "metrics.json").read_text())
     assert metrics, "metrics.json is empty"
+    # Known answer: the generator redrawn (a statistical twin of the truth) is declared
+    # closer to the truth than the HOD on the held-out universe (docs/evaluation.md).
+    for statistic in ("pk", "bk"):
+        verdict = metrics["verdicts_ideal_realisations"][statistic]["held_out"]
+        assert verdict["winner"] == "ideal_realisations", (statistic, verdict)
     # A finished run is up to date: running again would do nothing.
     assert dry_run_jobs(tiny_run, "all") == {}
 

@@ -11,11 +11,10 @@ CIC voxels (a voxel with a small share is uncertain in proportion), which is not
 scatter of the galaxy: drawn voxel by voxel, or with each voxel's own sigma, it would
 inflate the galaxy's; s is therefore multiplied by the calibration's galaxy scatter
 factor at the galaxy's painted mass (fitted on calibration galaxies, see
-dm2gal.calibration), whose knots (in the painted field's galaxy mass, after the galaxy
-calibration) the paint stage writes into the scatter field's attributes. A painted voxel no subhalo
-reaches draws alone.
-The mean field stays what P(k) and B are measured on; realisations carry the
-intrinsic scatter the one-point PDF needs.
+dm2gal.calibration), whose knots the paint stage writes into the scatter field's
+attributes. A painted voxel no subhalo reaches draws alone. Realisations carry the
+scatter that the one-point PDF and the small-scale power need (model
+dm2gal_realisations); the mean field is scored as dm2gal.
 """
 
 from __future__ import annotations
