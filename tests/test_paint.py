@@ -269,3 +269,27 @@ def test_slab_jobs_paint_the_single_jobs_field(fields, tmp_path, method):
         assert {k: v for k, v in ya.items() if k != "n_slabs"} == xa
     (c1, _), (c2, _) = read_catalogue(one[2]), read_catalogue(many[2])
     np.testing.assert_allclose(c1["stellar_mass"], c2["stellar_mass"], rtol=1e-6)
+
+
+def test_a_large_extra_run_is_planned_as_slab_jobs(tmp_path, repo):
+    """paint.slabs: an extra run's painting becomes paint_slab jobs (each asking for a GPU, as paint
+    does when paint.device auto meets a cluster that trains on GPUs) and one paint_assemble."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    over = tmp_path / "slabs.yaml"
+    over.write_text(f"results_dir: {tmp_path}/results\ndata_dir: {tmp_path}/data\n"
+                    f"extra_runs: [{{name: big, base: {tmp_path}/data/dark/output}}]\n"
+                    "paint: {slabs: 4}\ngrid: {n_grid: 256}\n")
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    proc = subprocess.run([snakemake, "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--configfile",
+                           str(repo / "config.yaml"), str(over), "-n", "--cores", "2",
+                           f"{tmp_path}/results/paint/big/stellar_mass.zarr"], capture_output=True, text=True,
+                          timeout=170)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    blocks = [b for b in (proc.stdout + proc.stderr).split("rule ") if b.startswith("paint_")]
+    slabs = sorted(b.split("slab=")[1].split()[0] for b in blocks if b.startswith("paint_slab:"))
+    assert slabs == ["0", "1"]  # 256 planes in slabs of 128, the Zarr chunk edge
+    assert all("gpu=1" in b for b in blocks if b.startswith("paint_slab:"))
+    assert sum(b.startswith("paint_assemble:") for b in blocks) == 1
