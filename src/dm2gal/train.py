@@ -179,7 +179,7 @@ def paint_cube(coords: np.ndarray, mass: np.ndarray, start, size: int, n_grid: i
 def pk_error(painted: np.ndarray, truth: np.ndarray, side: float, mas: str, k_range) -> float:
     """mean over k bins in `k_range` [h/Mpc] of |log10(P_painted / P_true)| for two cubes of
     side `side` [Mpc/h] (Pylians, as the stats stage computes P(k)); inf for an empty painting."""
-    from .stats import overdensity, power_spectrum
+    from .stats import overdensity, power_spectrum  # Pylians: absent on the GPU machine (benchmarks stub it)
 
     if not painted.sum() > 0:
         return math.inf
@@ -213,6 +213,7 @@ def calibrate(net: torch.nn.Module, data: TrainingData, source: PatchSource, bat
     """The `dm2gal.calibration.Calibration` of `net`'s painting at the calibration voxels (bins of
     `bin_voxels` occupied voxels), or None when there are none (a TrainingData without them);
     its galaxy scatter factor is fitted where the voxels' hosts are known."""
+    # scipy (isotonic regression): kept out of the import of the training module on GPU machines
     from .calibration import fit as fit_calibration
     from .calibration import fit_galaxy_scatter
 
