@@ -69,8 +69,9 @@ def main() -> None:
             summary = paint.paint(net, NORM, paths["dm_mass"], paths["subhalo_mass"], root / f"{name}.zarr",
                                   start=(0, 0, 0), size=size, attrs=paint.painted_attrs(dm_attrs, (0, 0, 0), size,
                                                                                         "honest", "benchmark"),
-                                  threshold=0.0, method=method, tile=args.tile, batch=args.batch,
-                                  device=args.device, max_memory_gb=args.max_memory_gb)
+                                  occupancy=paint.Occupancy(threshold=0.0),
+                                  settings=paint.Settings(method=method, tile=args.tile, batch=args.batch,
+                                                          device=args.device, max_memory_gb=args.max_memory_gb))
             return summary, time.perf_counter() - t0
 
         run("per_voxel", 2, "warm_voxel")  # warm-up

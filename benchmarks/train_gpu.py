@@ -1,17 +1,20 @@
-"""Training throughput of the dm2gal network on one GPU: samples/s, data-wait fraction, TFLOP/s.
+"""Training throughput of the dm2gal network: samples/s, data-wait fraction, TFLOP/s (GPU, or CPU with --device cpu).
 
     python benchmarks/train_gpu.py [--preset paper] [--batch 64] [--n 1024] [--steps 60] [--compile]
+    python benchmarks/train_gpu.py --device cpu --preset small --n 128 --batch 32 --steps 20 [--profile]
 
 The training step of dm2gal.train without Lightning's bookkeeping: weighted draws and
-rotated periodic patches cut on the GPU from float16 fields held in GPU memory
-(synthetic log-normal fields of n^3 voxels), the network in channels-last-3d under
-bf16 autocast, MSE, Adam with weight decay. Reports
+rotated periodic patches cut on the device from fields held in its memory (synthetic
+Gaussian normalised fields of n^3 voxels; float16 on a GPU, float32 on the CPU), the
+network (channels-last-3d under bf16 autocast and cuDNN autotuning on a GPU, float32 on
+the CPU), MSE, Adam with weight decay (fused on a GPU, as dm2gal.train uses it). Reports
   - samples/s of the free-running loop (no synchronisation inside the loop),
   - the fraction of step time spent producing the batch (draw + cut), from a second
     loop that synchronises after the cut and after the optimiser step,
   - achieved TFLOP/s, with the FLOPs of one training step counted by
     torch.utils.flop_counter (forward + backward) and checked against the analytic
-    forward count of dm2gal.model.forward_flops.
+    forward count of dm2gal.model.forward_flops,
+  - with --profile, the operators that dominate a step (torch.profiler, self time).
 With --lightning it instead times dm2gal.train.fit itself (Lightning, bf16-mixed,
 validation painting each epoch) on synthetic fields; where Pylians is missing (the
 GPU machine) the validation P(k) uses a numpy FFT stand-in, labelled in the output.
@@ -31,92 +34,128 @@ from dm2gal.model import build_model, forward_flops, model_config, n_parameters
 from dm2gal.sampler import PatchSource, WeightedDraws
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="paper")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--n", type=int, default=1024, help="field grid size (2 channels float16 on the GPU)")
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--warmup", type=int, default=15)
-    ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--lightning", action="store_true", help="time dm2gal.train.fit instead of the bare step")
-    args = ap.parse_args()
-    assert torch.cuda.is_available(), "needs a GPU"
-    if args.lightning:
-        return lightning_fit(args)
-    dev = torch.device("cuda")
-    torch.backends.cudnn.benchmark = True
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def setup(args, dev: torch.device):
+    """(batch(), step(x, y), net, cfg): the benchmark's data and training step on `dev`."""
+    on_gpu = dev.type == "cuda"
+    torch.backends.cudnn.benchmark = on_gpu
     gen = torch.Generator(device=dev).manual_seed(0)
-    n = args.n
-    data = torch.empty((n, n, n, 2), dtype=torch.float16, device=dev)
+    n, dtype = args.n, torch.float16 if on_gpu else torch.float32
+    data = torch.empty((n, n, n, 2), dtype=dtype, device=dev)
     for a in range(0, n, 128):  # normalised log-masses: Gaussian numbers are what the network sees
-        data[a:a + 128] = torch.randn((min(128, n - a), n, n, 2), generator=gen, device=dev, dtype=torch.float16)
+        data[a:a + 128] = torch.randn((min(128, n - a), n, n, 2), generator=gen, device=dev, dtype=dtype)
     source = PatchSource(data)
     rng = np.random.default_rng(0)
     m = 1_000_000
     draws = WeightedDraws(rng.integers(0, n, (m, 3)), rng.standard_normal(m).astype(np.float32), rng.random(m), seed=0)
-
     cfg = model_config(args.preset)
-    net = build_model(cfg).to(dev).to(memory_format=torch.channels_last_3d)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=1e-5)
+    net = build_model(cfg).to(dev)
+    if on_gpu:
+        net = net.to(memory_format=torch.channels_last_3d)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=1e-5, fused=True if on_gpu else None)
     step_net = torch.compile(net) if args.compile else net
-    patch = cfg["patch"]
 
     def batch():
         centres, rot, y, _ = draws.draw(args.batch)
-        return source.cut(centres, rot, patch), y.to(dev, non_blocking=True)
+        return source.cut(centres, rot, cfg["patch"]), y.to(dev, non_blocking=True)
 
     def step(x, y):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            pred = step_net(x).squeeze(1).float()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=on_gpu):
+            pred = step_net(x if on_gpu else x.float()).squeeze(1).float()
         loss = torch.nn.functional.mse_loss(pred, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss
+    return batch, step, net, cfg
 
-    for _ in range(args.warmup):
-        step(*batch())
-    torch.cuda.synchronize()
 
-    # 1. free-running throughput
+def timings(batch, step, dev, steps: int) -> dict:
+    """Seconds per step free-running, and data / total seconds of synchronised steps."""
     t0 = time.perf_counter()
-    for _ in range(args.steps):
+    for _ in range(steps):
         loss = step(*batch())
-    torch.cuda.synchronize()
-    free = (time.perf_counter() - t0) / args.steps
-
-    # 2. where the time goes: synchronise after producing the batch and after the step
+    sync(dev)
+    free = (time.perf_counter() - t0) / steps
     t_data = t_total = 0.0
-    for _ in range(args.steps):
+    for _ in range(steps):
         t0 = time.perf_counter()
         x, y = batch()
-        torch.cuda.synchronize()
+        sync(dev)
         t1 = time.perf_counter()
         step(x, y)
-        torch.cuda.synchronize()
-        t2 = time.perf_counter()
-        t_data += t1 - t0
-        t_total += t2 - t0
+        sync(dev)
+        t_data, t_total = t_data + t1 - t0, t_total + time.perf_counter() - t0
+    return dict(free=free, data=t_data / steps, total=t_total / steps, loss=float(loss.detach()))
 
-    # 3. FLOPs of one training step (eager network; counts forward and backward)
+
+def step_flops(net, batch, dev) -> int:
+    """FLOPs of one training step (eager network; forward and backward)."""
     x, y = batch()
     with FlopCounterMode(display=False) as counter:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            pred = net(x).squeeze(1).float()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            pred = net(x if dev.type == "cuda" else x.float()).squeeze(1).float()
         torch.nn.functional.mse_loss(pred, y).backward()
-    step_flops = counter.get_total_flops()
-    analytic_fwd = forward_flops(cfg) * args.batch
+    return counter.get_total_flops()
+
+
+def profile(batch, step, dev, steps: int = 5, top: int = 12) -> list:
+    """The operators of most self time over `steps` training steps (batch production included)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(steps):
+            step(*batch())
+        sync(dev)
+    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(e, key) for e in events)
+    return [(e.key, round(getattr(e, key) / total, 3)) for e in events[:top]]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="paper")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--n", type=int, default=1024, help="field grid size (2 channels held on the device)")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="also list the operators that dominate a step")
+    ap.add_argument("--lightning", action="store_true", help="time dm2gal.train.fit instead of the bare step")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    assert dev.type != "cuda" or torch.cuda.is_available(), "no GPU: use --device cpu"
+    if args.lightning:
+        return lightning_fit(args)
+    batch, step, net, cfg = setup(args, dev)
+    for _ in range(args.warmup):
+        step(*batch())
+    sync(dev)
+    t = timings(batch, step, dev, args.steps)
+    flops = step_flops(net, batch, dev)
     out = {
-        "device": torch.cuda.get_device_name(), "preset": args.preset, "patch": patch, "batch": args.batch,
-        "n_grid": n, "compile": args.compile, "parameters": n_parameters(net),
-        "samples_per_s": args.batch / free, "step_ms": 1e3 * free,
-        "data_fraction_of_step": t_data / t_total, "data_ms_per_batch": 1e3 * t_data / args.steps,
-        "synchronised_step_ms": 1e3 * t_total / args.steps,
-        "train_step_gflop": step_flops / 1e9, "analytic_forward_gflop": analytic_fwd / 1e9,
-        "achieved_tflops": step_flops / free / 1e12,
-        "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9, "final_loss": float(loss.detach()),
+        "device": torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU x{torch.get_num_threads()}",
+        "preset": args.preset, "patch": cfg["patch"], "batch": args.batch, "n_grid": args.n, "compile": args.compile,
+        "parameters": n_parameters(net), "samples_per_s": args.batch / t["free"], "step_ms": 1e3 * t["free"],
+        "data_fraction_of_step": t["data"] / t["total"], "data_ms_per_batch": 1e3 * t["data"],
+        "synchronised_step_ms": 1e3 * t["total"], "train_step_gflop": flops / 1e9,
+        "analytic_forward_gflop": forward_flops(cfg) * args.batch / 1e9, "achieved_tflops": flops / t["free"] / 1e12,
+        "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if dev.type == "cuda" else None,
+        "final_loss": t["loss"],
     }
+    if args.profile:
+        out["profile_self_time_fraction"] = profile(batch, step, dev)
     print(json.dumps(out, indent=1))
 
 
@@ -167,10 +206,11 @@ def lightning_fit(args) -> None:
         res = train.fit(data, model_config(args.preset, outputs=2), selection=dict(mas="CIC", k_range=[0.5, 6.0]),
                         learning_rate=1e-4, weight_decay=1e-5,
                         batch_size=args.batch, steps_per_epoch=steps, max_epochs=3, ckpt_path=f"{tmp}/best.ckpt",
-                        history_path=f"{tmp}/history.csv", accelerator="gpu", devices=1, progress=False)
+                        history_path=f"{tmp}/history.csv", accelerator="gpu" if args.device == "cuda" else "cpu",
+                        devices=1, compile=args.compile, progress=False)
     sec = [r["seconds"] for r in res["history"]]
     epoch_s = sec[-1] - sec[-2]  # a warm epoch: training steps plus painting 2000 validation voxels
-    print(json.dumps({"device": torch.cuda.get_device_name(), "mode": "lightning fit", "preset": args.preset,
+    print(json.dumps({"device": torch.cuda.get_device_name() if args.device == "cuda" else "CPU", "mode": "lightning fit", "preset": args.preset,
                       "batch": args.batch, "steps_per_epoch": steps, "epoch_seconds": epoch_s,
                       "samples_per_s_incl_validation": steps * args.batch / epoch_s, "pk": pk_source,
                       "history": res["history"]}, indent=1))

@@ -6,9 +6,19 @@
 # paint_realisations draws paint.realisations stellar-mass fields from the predicted
 # scatter (one draw per gravity-only subhalo) for the test cube and every held-out universe.
 
+from dm2gal.model import configured, total_stride
+from dm2gal.paint import SlabPlan as PaintSlabPlan
+
 PAINT = config["paint"]
 PAINT_EXTRA = {r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in config["extra_runs"]}
-PAINT_GPU = 1 if PAINT["device"] == "cuda" else 0
+PAINT_GPU = 1 if PAINT["device"] == "cuda" or (
+    PAINT["device"] == "auto" and config["train"]["accelerator"] != "cpu" and config["train"]["gpus_per_job"] > 0) else 0
+"""A GPU for every painting job when paint.device is cuda, or auto on a cluster that trains on GPUs
+(auto then finds the GPU on the node; the login node that plans the jobs has none to find)."""
+PAINT_SLABS = PaintSlabPlan.for_region(config["grid"]["n_grid"], PAINT["slabs"], PAINT["tile"],
+                                       total_stride(configured(config["model"])))
+"""The x-slab jobs of a whole extra run (paint.slabs > 1: paint_slab, then paint_assemble)."""
+PAINT_SLABBED = list(PAINT_EXTRA) if PAINT_SLABS.n_slabs > 1 else []
 PAINT_MEM_MB = int(PAINT["max_memory_gb"] * 1024) + 4000
 """The in-memory input region (at most paint.max_memory_gb) plus working tiles and catalogues."""
 PAINT_COMMON = dict(
@@ -56,7 +66,7 @@ rule paint:
         scatter=directory(results("paint", "{painting}", "stellar_mass_scatter.zarr")),
         catalogue=results("paint", "{painting}", "catalogue.hdf5"),
     wildcard_constraints:
-        painting="|".join(["test", *PAINT_EXTRA]),
+        painting="|".join(["test", *(r for r in PAINT_EXTRA if r not in PAINT_SLABBED)]),
     params:
         base=lambda w: PAINT_EXTRA[w.painting][0] if w.painting in PAINT_EXTRA else sim_base("dark"),
         snapshot=lambda w: PAINT_EXTRA[w.painting][1] if w.painting in PAINT_EXTRA else SNAPSHOT,
@@ -76,6 +86,76 @@ rule paint:
         gpu=PAINT_GPU,
     script:
         "../scripts/paint.py"
+
+
+rule paint_slab:
+    input:
+        dm_mass=results("fields", "{painting}", "dm_mass.zarr"),
+        subhalo_mass=results("fields", "{painting}", "subhalo_mass.zarr"),
+        model=results("select", "best.ckpt"),
+        reference_dm=results("fields", "dark", "dm_mass.zarr"),
+        occupancy=results("paint", "test", "occupancy.json"),
+        cubes=results("split", "cubes.json"),
+    output:
+        field=temp(directory(results("paint", ".work", "{painting}", "slab_{slab}.zarr"))),
+        scatter=temp(directory(results("paint", ".work", "{painting}", "scatter_{slab}.zarr"))),
+    wildcard_constraints:
+        painting="|".join(PAINT_SLABBED) or "^$",
+        slab=r"\d+",
+    params:
+        source=lambda w: w.painting,
+        plan=asdict(PAINT_SLABS),
+        **PAINT_COMMON,
+    log:
+        logs("paint_slab", "{painting}_{slab}"),
+    benchmark:
+        results("benchmarks", "paint_slab", "{painting}_{slab}.tsv")
+    threads: 2
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=PAINT_MEM_MB,
+        runtime=240,
+        gpu=PAINT_GPU,
+    script:
+        "../scripts/paint_slab.py"
+
+
+rule paint_assemble:
+    input:
+        slabs=expand(results("paint", ".work", "{{painting}}", "slab_{slab}.zarr"), slab=range(PAINT_SLABS.n_slabs)),
+        scatters=expand(results("paint", ".work", "{{painting}}", "scatter_{slab}.zarr"),
+                        slab=range(PAINT_SLABS.n_slabs)),
+        dm_mass=results("fields", "{painting}", "dm_mass.zarr"),
+        subhalo_mass=results("fields", "{painting}", "subhalo_mass.zarr"),
+        model=results("select", "best.ckpt"),
+        reference_dm=results("fields", "dark", "dm_mass.zarr"),
+        occupancy=results("paint", "test", "occupancy.json"),
+        cubes=results("split", "cubes.json"),
+    output:
+        field=directory(results("paint", "{painting}", "stellar_mass.zarr")),
+        scatter=directory(results("paint", "{painting}", "stellar_mass_scatter.zarr")),
+        catalogue=results("paint", "{painting}", "catalogue.hdf5"),
+    wildcard_constraints:
+        painting="|".join(PAINT_SLABBED) or "^$",
+    params:
+        base=lambda w: PAINT_EXTRA[w.painting][0],
+        snapshot=lambda w: PAINT_EXTRA[w.painting][1],
+        source=lambda w: w.painting,
+        plan=asdict(PAINT_SLABS),
+        **PAINT_COMMON,
+    log:
+        logs("paint_assemble", "{painting}"),
+    benchmark:
+        results("benchmarks", "paint_assemble", "{painting}.tsv")
+    threads: 1
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/paint_assemble.py"
 
 
 rule paint_oracle:

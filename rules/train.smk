@@ -10,10 +10,15 @@ TRAIN_POINTS = {
     for lr, wd, cap in itertools.product(TRAIN["learning_rate"], TRAIN["weight_decay"], TRAIN["capacity"])
 }
 TRAIN_PARAMS = {
-    k: v for k, v in TRAIN.items() if k not in ("learning_rate", "weight_decay", "capacity", "threads", "mem_mb", "runtime")
+    k: v for k, v in TRAIN.items() if k not in ("learning_rate", "weight_decay", "capacity", "threads", "mem_mb", "runtime",
+                                     "checkpoint_minutes")
 }
 """What a training job computes with: not the sweep's other points, nor what SLURM is asked for
-(so adding a point or a longer runtime does not retrain the points already trained)."""
+or how often it checkpoints (so adding a point or a longer runtime does not retrain the points
+already trained)."""
+TRAIN_REQUEUE_SECONDS = 300
+"""SLURM sends SIGUSR1 this long before a training job's time limit: Lightning writes a checkpoint
+into the job's resume folder and requeues the job, which resumes from it (docs/training.md)."""
 
 
 rule train:
@@ -48,6 +53,7 @@ rule train:
         gpu=TRAIN["gpus_per_job"],
         mem_mb=TRAIN["mem_mb"],
         runtime=TRAIN["runtime"],
+        slurm_extra=f"'--signal=USR1@{TRAIN_REQUEUE_SECONDS}'",
     conda:
         "../envs/torch.yaml"
     script:

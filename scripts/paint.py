@@ -1,11 +1,13 @@
-"""Rule paint: honest painting of the test cube or of an extra gravity-only run (dm2gal.paint)."""
+"""Rule paint: honest painting of the test cube or of an extra gravity-only run in one job (dm2gal.paint)."""
 
 from dm2gal.logs import log_to_file
-from dm2gal.paint import configured_patch, painting_settings, run
+from dm2gal.model import configured_patch
+from dm2gal.paint import Job, Settings, run
 
 log_to_file(snakemake.log[0])
-i, p, s = snakemake.input, snakemake.params, painting_settings(snakemake.config["paint"])
-run(i.model, i.dm_mass, i.subhalo_mass, i.reference_dm, p.base, p.snapshot, snakemake.output.field,
-    snakemake.output.catalogue, source=p.source, mode="honest", cubes_json=i.cubes, whole_box=p.whole_box,
-    occupancy_json=i.occupancy, expected_patch=configured_patch(p.model), method=p.method, **s, threads=snakemake.threads,
-    out_scatter=snakemake.output.scatter, galaxy_calibration=p.galaxy_calibration)
+i, p, o = snakemake.input, snakemake.params, snakemake.output
+job = Job(i.model, i.dm_mass, i.subhalo_mass, i.reference_dm, i.cubes, p.source, whole_box=p.whole_box,
+          occupancy_json=i.occupancy, expected_patch=configured_patch(p.model), subhalos=(p.base, p.snapshot),
+          galaxy_calibration=p.galaxy_calibration)
+run(job, o.field, out_scatter=o.scatter, out_catalogue=o.catalogue,
+    settings=Settings.from_config(snakemake.config["paint"], p.method), threads=snakemake.threads)

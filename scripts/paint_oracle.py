@@ -1,10 +1,13 @@
 """Rule paint_oracle: the paper's "oracle positions" painting of the test cube (a labelled diagnostic)."""
 
 from dm2gal.logs import log_to_file
-from dm2gal.paint import configured_patch, painting_settings, run
+from dm2gal.model import configured_patch
+from dm2gal.paint import Job, Settings, run
 
 log_to_file(snakemake.log[0])
-i, p, s = snakemake.input, snakemake.params, painting_settings(snakemake.config["paint"])
-run(i.model, i.dm_mass, i.subhalo_mass, i.dm_mass, p.base, p.snapshot, snakemake.output.field, None,
-    source="dark", mode="oracle", cubes_json=i.cubes, truth_path=i.truth, expected_patch=configured_patch(p.model),
-    method=p.method, **s, threads=snakemake.threads, galaxy_calibration=p.galaxy_calibration)
+i, p = snakemake.input, snakemake.params
+job = Job(i.model, i.dm_mass, i.subhalo_mass, i.dm_mass, i.cubes, "dark", mode="oracle", truth_path=i.truth,
+          expected_patch=configured_patch(p.model), subhalos=(p.base, p.snapshot),
+          galaxy_calibration=p.galaxy_calibration)
+run(job, snakemake.output.field, settings=Settings.from_config(snakemake.config["paint"], p.method),
+    threads=snakemake.threads)

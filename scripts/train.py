@@ -1,5 +1,6 @@
-"""Rule train: one hyper-parameter point (dm2gal.train.fit)."""
+"""Rule train: one hyper-parameter point (dm2gal.train.fit), resumable from {output folder}/resume/."""
 import sys
+from pathlib import Path
 
 import torch
 
@@ -25,5 +26,7 @@ fit(data, model_config(snakemake.params.model["preset"], capacity=point["capacit
     selection=snakemake.params.selection,
     patience=cfg["patience"], val_batch_size=cfg["val_batch_size"], seed=snakemake.params.seed,
     accelerator=cfg["accelerator"], devices=max(1, cfg["gpus_per_job"]) if cfg["accelerator"] != "cpu" else 1,
-    ckpt_path=snakemake.output.ckpt, history_path=snakemake.output.history,
+    ckpt_path=snakemake.output.ckpt, history_path=snakemake.output.history, compile=cfg["compile"],
+    resume_dir=Path(snakemake.output.ckpt).parent / "resume",
+    checkpoint_minutes=snakemake.config["train"]["checkpoint_minutes"],
     extra_hparams={"capacity": point["capacity"]})

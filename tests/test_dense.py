@@ -64,8 +64,8 @@ def test_dense_equals_per_voxel(tmp_path, preset, region, tile, n_voxels):
     painted = {}
     for method in ("dense", "per_voxel"):
         summary = paint.paint(net, norm, paths["dm_mass"], paths["subhalo_mass"], tmp_path / f"{method}.zarr",
-                              start=start, size=region, attrs=attrs, threshold=1e9, method=method, tile=tile,
-                              batch=8)
+                              start=start, size=region, attrs=attrs, occupancy=paint.Occupancy(threshold=1e9),
+                              settings=paint.Settings(method=method, tile=tile, batch=8))
         assert summary["painted_voxels"] == len(local)
         painted[method] = read_field(tmp_path / f"{method}.zarr")[0]
     expected = np.zeros((region,) * 3, bool)

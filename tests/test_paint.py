@@ -1,5 +1,7 @@
 """Painting: model/field checks, dense vs per-voxel painting, occupancy calibration, catalogue."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ import torch
 from dm2gal import occupancy, paint
 from dm2gal.catalogue import galaxies, read_catalogue, write_catalogue
 from dm2gal.fields import field_attrs, read_field, write_field
-from dm2gal.model import build_model, model_config
+from dm2gal.model import build_model, configured_patch, model_config
 from dm2gal.split import Cube
 
 
@@ -21,7 +23,7 @@ def test_refuses_a_model_whose_patch_does_not_match():
     with pytest.raises(paint.PatchMismatchError, match="trained on"):
         paint.check_model(cfg, p, 128, 0.25, 0.5)
     assert paint.check_model(cfg, p, 128, 0.5, 0.5) == p
-    assert paint.configured_patch({"preset": "paper"}) == 65
+    assert configured_patch({"preset": "paper"}) == 65
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +55,10 @@ def test_dense_and_per_voxel_paint_the_same_field(fields, mode):
     for method in ("dense", "per_voxel"):
         out[method] = root / f"{mode}_{method}.zarr"
         summary = paint.paint(net, norm, paths["dm_mass"], paths["subhalo_mass"], out[method], start=start,
-                              size=size, attrs=attrs, mode=mode, threshold=3e10,
-                              truth_path=paths["stellar_mass"], method=method, tile=8, batch=32)
+                              size=size, attrs=attrs,
+                              occupancy=paint.Occupancy(mode, 3e10 if mode == "honest" else None,
+                                                        paths["stellar_mass"] if mode == "oracle" else None),
+                              settings=paint.Settings(method=method, tile=8, batch=32))
         assert summary["painted_voxels"] > 20
     dense, attrs_out = read_field(out["dense"])
     per_voxel, _ = read_field(out["per_voxel"])
@@ -125,16 +129,17 @@ def test_catalogue_shares_painted_mass_among_subhalos(tmp_path):
     assert attrs["n_galaxies"] == len(cols["stellar_mass"]) == (part["stellar_mass"] > 0).sum()
 
 
-def stage_inputs(tmp_path, net, norm, n_subhalos: int):
-    """What the paint stage reads beside the fields: a checkpoint, a gravity-only subhalo
-    catalogue of `n_subhalos` random subhalos, cubes.json and occupancy.json."""
+def stage_inputs(tmp_path, net, norm, n_subhalos: int, calibration: dict | None = None):
+    """What the paint stage reads beside the fields: a checkpoint (with `calibration`, a
+    `Calibration.as_dict`, if given), a gravity-only subhalo catalogue of `n_subhalos`
+    random subhalos, cubes.json and occupancy.json."""
     import json
 
     from dm2gal import tng
     from dm2gal.inference import checkpoint_dict
 
     ckpt = tmp_path / "best.ckpt"
-    torch.save(checkpoint_dict(net, norm, {}), ckpt)
+    torch.save(checkpoint_dict(net, norm, {}, **({"calibration": calibration} if calibration else {})), ckpt)
     rng = np.random.default_rng(4)
     base = tmp_path / "dark" / "output"
     header = dict(BoxSize=20.0, Omega0=0.3, OmegaLambda=0.7, HubbleParam=0.7, Redshift=0.0, Time=1.0)
@@ -154,14 +159,14 @@ def test_run_paints_and_catalogues_the_test_cube(fields, tmp_path):
     """The stage entry point: checkpoint in, honest field and catalogue out; a wrong patch is refused."""
     root, paths, net, norm = fields
     ckpt, base, cubes, occ = stage_inputs(tmp_path, net, norm, n_subhalos=50)
-    common = dict(source="dark", cubes_json=cubes, occupancy_json=occ, tile=8, device="cpu")
+    job = paint.Job(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], cubes, "dark",
+                    occupancy_json=occ, subhalos=(base, 99))
+    settings = paint.Settings(tile=8, device="cpu")
     with pytest.raises(paint.PatchMismatchError, match=f"reads {net.config['patch']}"):
-        paint.run(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], base, 99, tmp_path / "x.zarr",
-                  expected_patch=65, **common)
+        paint.run(replace(job, expected_patch=65), tmp_path / "x.zarr", settings=settings)
     assert not (tmp_path / "x.zarr").exists()
-    summary = paint.run(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], base, 99,
-                        tmp_path / "painted.zarr", tmp_path / "catalogue.hdf5", expected_patch=net.config["patch"],
-                        **common)
+    summary = paint.run(replace(job, expected_patch=net.config["patch"]), tmp_path / "painted.zarr",
+                        out_catalogue=tmp_path / "catalogue.hdf5", settings=settings)
     field, attrs = read_field(tmp_path / "painted.zarr")
     assert field.shape == (16,) * 3 and attrs["mode"] == "honest" and attrs["occupancy_threshold"] == 3e10
     assert summary["painted_voxels"] == int((field > 0).sum()) > 0
@@ -177,8 +182,8 @@ def test_a_whole_box_run_keeps_the_splits_threshold(fields, tmp_path):
     root, paths, net, norm = fields
     ckpt, base, cubes, occ = stage_inputs(tmp_path, net, norm, n_subhalos=50)
     cubes.write_text(json.dumps({**json.loads(cubes.read_text()), "min_stellar_mass": 3e8}))
-    paint.run(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], base, 99, tmp_path / "box.zarr",
-              source="dark", cubes_json=cubes, whole_box=True, occupancy_json=occ, tile=16, device="cpu")
+    paint.run(paint.Job(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], cubes, "dark", whole_box=True,
+                        occupancy_json=occ), tmp_path / "box.zarr", settings=paint.Settings(tile=16, device="cpu"))
     field, attrs = read_field(tmp_path / "box.zarr")
     assert field.shape == (40,) * 3 and attrs["origin"] == [0, 0, 0] and attrs["min_stellar_mass"] == 3e8
 
@@ -194,8 +199,9 @@ def test_whole_box_painting_agrees_with_the_cube_painting(fields):
     for name, start, size, tile in (("box", (0, 0, 0), 40, 16), ("cube", (30, 5, 12), 13, 8)):
         out[name] = root / f"whole_{name}.zarr"
         paint.paint(net, norm, paths["dm_mass"], paths["subhalo_mass"], out[name], start=start, size=size,
-                    attrs=paint.painted_attrs(dm_attrs, start, size, "honest", "dark"), threshold=3e10,
-                    tile=tile, max_memory_gb=0 if name == "box" else 1)  # the box reads tiles from Zarr
+                    attrs=paint.painted_attrs(dm_attrs, start, size, "honest", "dark"),
+                    occupancy=paint.Occupancy(threshold=3e10),  # the box reads tiles from Zarr
+                    settings=paint.Settings(tile=tile, max_memory_gb=0 if name == "box" else 1))
     box = read_periodic(read_field(out["box"])[0], (30, 5, 12), (13,) * 3)
     np.testing.assert_allclose(box, read_field(out["cube"])[0], rtol=1e-5)
 
@@ -212,9 +218,9 @@ def test_the_probabilistic_head_paints_its_log_normal_mean_and_scatter(fields, t
     fields_out = {}
     for method in ("dense", "per_voxel"):
         fields_out[method] = (tmp_path / f"{method}.zarr", tmp_path / f"{method}_scatter.zarr")
-        paint.run(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], base, 99, fields_out[method][0],
-                  source="dark", cubes_json=cubes, occupancy_json=occ, tile=8, device="cpu", method=method,
-                  out_scatter=fields_out[method][1])
+        paint.run(paint.Job(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], cubes, "dark",
+                            occupancy_json=occ), fields_out[method][0], out_scatter=fields_out[method][1],
+                  settings=paint.Settings(method=method, tile=8, device="cpu"))
     mean, attrs = read_field(fields_out["dense"][0])
     sigma, sattrs = read_field(fields_out["dense"][1])
     np.testing.assert_allclose(mean, read_field(fields_out["per_voxel"][0])[0], rtol=1e-4)
@@ -255,3 +261,67 @@ def test_galaxy_calibration_scales_each_galaxy_by_its_painted_mass_block_by_bloc
     np.testing.assert_allclose(out[14, 1, 1], 1e11 * 10 ** -0.3, rtol=1e-6)
     assert np.count_nonzero(out) == np.count_nonzero(cube)
     assert ratio == pytest.approx(out.sum(dtype=np.float64) / cube.sum(dtype=np.float64), rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["dense", "per_voxel"])
+def test_slab_jobs_paint_the_single_jobs_field(fields, tmp_path, method):
+    """A whole box painted as x-slab jobs (each reading its slab with the periodic receptive halo)
+    and assembled equals the single job's field and scatter field, bit for bit for the dense
+    method, and gives the same catalogue; the galaxy calibration, whose galaxies cross slab
+    edges, is applied to the assembled field as to the single job's."""
+    from dm2gal.calibration import Calibration
+    from dm2gal.catalogue import read_catalogue
+
+    root, paths, _, norm = fields
+    torch.manual_seed(2)
+    net = build_model(model_config("small", outputs=2)).eval()
+    cal = Calibration((8.0, 12.0), (0.0, 0.0), 1.0, 12.0, galaxy_log10_mass=(8.0, 12.0),
+                      galaxy_log10_ratio=(0.2, -0.4), galaxy_scatter_factor=(1.0, 0.5))
+    ckpt, base, cubes, occ = stage_inputs(tmp_path, net, norm, n_subhalos=300, calibration=cal.as_dict())
+    job = paint.Job(ckpt, paths["dm_mass"], paths["subhalo_mass"], paths["dm_mass"], cubes, "dark", whole_box=True,
+                    occupancy_json=occ, subhalos=(base, 99))
+    settings = paint.Settings(method=method, tile=8, batch=64, device="cpu")
+    one = [tmp_path / f"one_{q}" for q in ("field.zarr", "scatter.zarr", "catalogue.hdf5")]
+    paint.run(job, one[0], out_scatter=one[1], out_catalogue=one[2], settings=settings)
+    plan = paint.SlabPlan.for_region(40, slabs=3, tile=8, stride=8, chunk=8)
+    assert (plan.thickness, plan.n_slabs, plan.slab(2)) == (16, 3, (32, 8))  # the last slab is thinner
+    slabs = [(tmp_path / f"slab_{s}.zarr", tmp_path / f"scatter_{s}.zarr") for s in range(plan.n_slabs)]
+    for s, (f, sc) in enumerate(slabs):
+        paint.paint_slab(job, plan, s, f, sc, settings=settings)
+    many = [tmp_path / f"many_{q}" for q in ("field.zarr", "scatter.zarr", "catalogue.hdf5")]
+    attrs = paint.assemble(job, plan, *zip(*slabs), *many)
+    assert attrs["n_slabs"] == 3 and attrs["origin"] == [0, 0, 0] and attrs["method"] == method
+    for a, b in zip(one[:2], many[:2]):
+        (x, xa), (y, ya) = read_field(a), read_field(b)
+        assert x.shape == y.shape == (40,) * 3 and (x > 0).sum() > 100
+        if method == "dense":
+            np.testing.assert_array_equal(x, y)
+        else:  # other batches of patches: the same to float32 rounding
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6 * np.abs(x).max())
+        assert {k: v for k, v in ya.items() if k != "n_slabs"} == xa
+    (c1, _), (c2, _) = read_catalogue(one[2]), read_catalogue(many[2])
+    np.testing.assert_allclose(c1["stellar_mass"], c2["stellar_mass"], rtol=1e-6)
+
+
+def test_a_large_extra_run_is_planned_as_slab_jobs(tmp_path, repo):
+    """paint.slabs: an extra run's painting becomes paint_slab jobs (each asking for a GPU, as paint
+    does when paint.device auto meets a cluster that trains on GPUs) and one paint_assemble."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    over = tmp_path / "slabs.yaml"
+    over.write_text(f"results_dir: {tmp_path}/results\ndata_dir: {tmp_path}/data\n"
+                    f"extra_runs: [{{name: big, base: {tmp_path}/data/dark/output}}]\n"
+                    "paint: {slabs: 4}\ngrid: {n_grid: 256}\n")
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    proc = subprocess.run([snakemake, "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--configfile",
+                           str(repo / "config.yaml"), str(over), "-n", "--cores", "2",
+                           f"{tmp_path}/results/paint/big/stellar_mass.zarr"], capture_output=True, text=True,
+                          timeout=170)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    blocks = [b for b in (proc.stdout + proc.stderr).split("rule ") if b.startswith("paint_")]
+    slabs = sorted(b.split("slab=")[1].split()[0] for b in blocks if b.startswith("paint_slab:"))
+    assert slabs == ["0", "1"]  # 256 planes in slabs of 128, the Zarr chunk edge
+    assert all("gpu=1" in b for b in blocks if b.startswith("paint_slab:"))
+    assert sum(b.startswith("paint_assemble:") for b in blocks) == 1

@@ -8,6 +8,7 @@ no stage needs a whole 2048^3 field in memory.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -40,11 +41,13 @@ def cube_attrs(parent: dict, start, size: int, **extra) -> dict:
                           "origin": [int(s) for s in start], "parent_n_grid": n, "parent_box_size": box})
 
 
-def create_field(path: str | os.PathLike, attrs: dict, chunk: int = DEFAULT_CHUNK, dtype="float32"):
+def create_field(path: str | os.PathLike, attrs: dict, chunk: int = DEFAULT_CHUNK, dtype="float32", shape=None):
     """Create an empty (n_grid^3) Zarr v3 array at `path` with compressed cubic chunks.
 
     The caller fills it (whole or slab by slab); wrap creation and filling in
-    `dm2gal.atomic.atomic_path` so the final path appears only when complete.
+    `dm2gal.atomic.atomic_path` so the final path appears only when complete. `shape`
+    (default the field's) makes a slab store of the field: the field's chunks and codecs, so
+    that `link_chunks` can link its chunk files into the field.
     """
     import zarr
 
@@ -53,7 +56,8 @@ def create_field(path: str | os.PathLike, attrs: dict, chunk: int = DEFAULT_CHUN
         raise ValueError(f"field attributes missing {missing}")
     n = int(attrs["n_grid"])
     c = min(chunk, n)
-    return zarr.create_array(store=str(path), shape=(n, n, n), chunks=(c, c, c), dtype=dtype,
+    return zarr.create_array(store=str(path), shape=(n, n, n) if shape is None else tuple(shape), chunks=(c, c, c),
+                             dtype=dtype,
                              fill_value=0, attributes=attrs, overwrite=True)
 
 
@@ -107,3 +111,27 @@ def _contiguous_runs(indices: np.ndarray) -> list[tuple[slice, slice]]:
     bounds = np.concatenate([[0], breaks, [len(indices)]])
     return [(slice(int(a), int(b)), slice(int(indices[a]), int(indices[b - 1]) + 1))
             for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def link_chunks(slab: Path, field: Path, offset: int, field_meta: dict) -> None:
+    """Link the chunk files c/i/j/k of one slab store into the field as c/(i + offset)/j/k (copied
+    where hard links fail): a field assembled from x-slabs (the slab gridder, slab painting)
+    without re-encoding. `field_meta` is the field's zarr.json; the slab's must match its chunks
+    and codecs."""
+    meta = json.loads((slab / "zarr.json").read_text())
+    for key in ("chunk_grid", "chunk_key_encoding", "codecs", "data_type", "fill_value"):
+        if meta[key] != field_meta[key]:
+            raise ValueError(f"slab store {slab} has {key}={meta[key]}, the field {field_meta[key]}")
+    if meta["chunk_key_encoding"] != {"name": "default", "configuration": {"separator": "/"}}:
+        raise ValueError(f"{slab}: unsupported chunk key encoding {meta['chunk_key_encoding']}")
+    root = slab / "c"
+    for src in root.rglob("*") if root.exists() else ():
+        if src.is_dir():
+            continue
+        i, j, k = src.relative_to(root).parts
+        dst = field / "c" / str(int(i) + offset) / j / k
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            dst.write_bytes(src.read_bytes())

@@ -10,7 +10,7 @@ Two paths give the same field:
   point is a slab's last plane goes to the next slab too); one gather job per slab
   deposits its buckets with `dm2gal.cic.deposit` (MA's weights and float32
   arithmetic in a numba loop, at MA's rate; held equal to MA by the tests) and writes the slab's Zarr chunks; `assemble` hard-links those chunk
-  files into the final store, which appears atomically.
+  files into the final store (`dm2gal.fields.link_chunks`), which appears atomically.
 
 A field's input is a `FieldSource`: a run's particles (one chunk per snapshot
 file) or its subhalo catalogue (a single chunk).
@@ -31,7 +31,7 @@ from tqdm import tqdm
 from . import tng
 from .atomic import atomic_path
 from .cic import deposit, slab_of_particles, wrap_positions
-from .fields import DEFAULT_CHUNK, create_field, field_attrs, write_field
+from .fields import DEFAULT_CHUNK, create_field, field_attrs, link_chunks, write_field
 
 log = logging.getLogger("dm2gal.grid")
 
@@ -299,29 +299,8 @@ def assemble(slabs: list[str | os.PathLike], source: FieldSource, plan: SlabPlan
         create_field(tmp, attrs, chunk=plan.chunk)
         meta = json.loads((tmp / "zarr.json").read_text())
         for s, path in enumerate(slabs):
-            _link_slab_chunks(Path(path), tmp, s * plan.thickness // plan.chunk, meta)
+            link_chunks(Path(path), tmp, s * plan.thickness // plan.chunk, meta)
     return attrs
-
-
-def _link_slab_chunks(slab: Path, field: Path, offset: int, field_meta: dict) -> None:
-    """Link the chunk files c/i/j/k of one slab store into the field as c/(i + offset)/j/k."""
-    meta = json.loads((slab / "zarr.json").read_text())
-    for key in ("chunk_grid", "chunk_key_encoding", "codecs", "data_type", "fill_value"):
-        if meta[key] != field_meta[key]:
-            raise ValueError(f"slab store {slab} has {key}={meta[key]}, the field {field_meta[key]}")
-    if meta["chunk_key_encoding"] != {"name": "default", "configuration": {"separator": "/"}}:
-        raise ValueError(f"{slab}: unsupported chunk key encoding {meta['chunk_key_encoding']}")
-    root = slab / "c"
-    for src in root.rglob("*") if root.exists() else ():
-        if src.is_dir():
-            continue
-        i, j, k = src.relative_to(root).parts
-        dst = field / "c" / str(int(i) + offset) / j / k
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(src, dst)
-        except OSError:
-            dst.write_bytes(src.read_bytes())
 
 
 # --- resources ----------------------------------------------------------------------

@@ -65,7 +65,7 @@ def decode(y, normalisation: dict, axis: int = 0) -> Prediction:
     mu = y[0] * std + mean
     sigma = np.zeros_like(mu) if len(y) == 1 else np.exp(np.clip(y[1], *LOG_SCATTER_RANGE)) * std
     if normalisation.get("calibration"):
-        from .calibration import Calibration
+        from .calibration import Calibration  # scipy: this module imports only numpy and torch
 
         mu, sigma = Calibration.from_dict(normalisation["calibration"]).apply(mu, sigma)
     return Prediction(mu, sigma)

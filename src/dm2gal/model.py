@@ -52,6 +52,22 @@ def model_config(preset: str = "small", capacity: float = 1.0, outputs: int = 1,
     return cfg
 
 
+def configured(model_section: dict) -> dict:
+    """The architecture a config's `model` section describes (preset plus overrides)."""
+    return model_config(model_section.get("preset", "small"),
+                        **{k: v for k, v in model_section.items() if k != "preset"})
+
+
+def configured_patch(model_section: dict) -> int:
+    """The patch edge the config's `model` section describes."""
+    return int(configured(model_section)["patch"])
+
+
+def total_stride(cfg: dict) -> int:
+    """The product of the strides: the dense painter's output grid step (`dm2gal.dense`)."""
+    return math.prod(s for k, s, _, _ in _layers(cfg))
+
+
 def _layers(cfg: dict):
     """(kernel, stride, in_channels, out_channels) of every convolution, in order."""
     lengths = {len(cfg[k]) for k in ("channels", "kernels", "strides", "blocks")}

@@ -19,6 +19,13 @@ Both read inputs from memory when the region and its halo fit in `max_memory_gb`
 else tile by tile from Zarr; the output is written to Zarr tile by tile, so painting
 a whole 2048^3 box never holds it in memory (dense method).
 
+Slabs. A whole box too large for one job (`paint.slabs` > 1) is painted as one job per
+x-slab (`SlabPlan`, `paint_slab`: the slab's region with its periodic receptive halo),
+then `assemble` links the slabs' Zarr chunks into the field (the slab gridder's
+`dm2gal.fields.link_chunks`), which appears atomically. Slab edges fall on the dense
+tiles' and the Zarr chunks' edges, so every tile is the single job's tile: the field
+is the single job's, bit for bit.
+
 The painted value of a voxel is the mean stellar mass of the distribution the head
 predicts there [Msun/h] (`dm2gal.inference.Prediction.mean_mass`: 10^(mu + ln10 sigma^2/2)
 for the probabilistic head, 10^mu for the paper's), 0 elsewhere.
@@ -26,20 +33,31 @@ for the probabilistic head, 10^mu for the paper's), 0 elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
+from .atomic import atomic_path
 from .calibration import Calibration, galaxy_groups
+from .catalogue import galaxies, write_catalogue
 from .cic import host_subhalos
-from .fields import create_field, cube_attrs, open_field, read_periodic
-from .inference import decode, input_scale, predict
+from .dense import output_tiles, predict_region, to_dense
+from .fields import DEFAULT_CHUNK, create_field, cube_attrs, link_chunks, open_field, read_periodic
+from .inference import decode, input_scale, load_model, predict
+from .occupancy import candidates
 from .sampler import PatchSource, normalise_channels
 from .split import read_cubes
+from .tng import load_subhalos
 
 log = logging.getLogger("dm2gal.paint")
 
@@ -77,37 +95,76 @@ def check_model(config: dict, expected_patch: int | None, n_grid: int, voxel_siz
     return patch
 
 
-def configured_patch(model_section: dict) -> int:
-    """The patch edge the config's `model` section describes (preset plus overrides)."""
-    from .model import model_config
+@dataclass(frozen=True)
+class Settings:
+    """How a painting is computed: `method` (METHODS), dense `tile` edge, per-voxel `batch`, `device`,
+    and `max_memory_gb` for the inputs held in memory. Only the method changes the field beyond
+    float rounding, so the scripts read the rest from the config, never from rule params."""
 
-    return int(model_config(model_section.get("preset", "small"),
-                            **{k: v for k, v in model_section.items() if k != "preset"})["patch"])
+    method: str = "dense"
+    tile: int = 64
+    batch: int = 256
+    device: str = "cpu"
+    max_memory_gb: float = 8.0
+
+    @classmethod
+    def from_config(cls, paint_cfg: dict, method: str) -> "Settings":
+        """From the `paint` config section (tile, batch_size, device, max_memory_gb) and the method."""
+        return cls(method=method, tile=paint_cfg["tile"], batch=paint_cfg["batch_size"], device=paint_cfg["device"],
+                   max_memory_gb=paint_cfg["max_memory_gb"])
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """Which voxels are painted: `honest` (gravity-only subhalo mass >= `threshold` [Msun/h]) or
+    `oracle` (the hydro truth at `truth_path` above `min_mass` [Msun/h])."""
+
+    mode: str = "honest"
+    threshold: float | None = None
+    truth_path: object = None
+    min_mass: float = 1e8
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"paint mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "honest" and self.threshold is None:
+            raise ValueError("honest painting needs the occupancy threshold")
+        if self.mode == "oracle" and self.truth_path is None:
+            raise ValueError("oracle painting needs the hydro stellar-mass field")
+
+    def selector(self):
+        """select(first, inputs) -> the bool mask of the voxels to paint, for the (C, *shape) raw
+        inputs whose first voxel is `first` (parent-grid indices)."""
+        truth = open_field(self.truth_path) if self.mode == "oracle" else None
+
+        def select(first, centre: np.ndarray) -> np.ndarray:
+            if truth is None:
+                return candidates(centre[1], self.threshold)
+            return read_periodic(truth, first, centre.shape[1:]) > self.min_mass
+        return select
 
 
 @dataclass
 class Inputs:
     """The raw input fields [Msun/h] around a region, readable by (first voxel, shape).
 
-    Holds the region plus its halo in memory (`cache`) when it fits, else reads the
-    Zarr fields (periodically) on each call.
+    Holds the region plus its receptive halo in memory (`cache`, whose first voxel is
+    `start`) when it fits, else reads the Zarr fields (periodically) on each call.
     """
 
     fields: list  # Zarr arrays: dm_mass, subhalo_mass
     start: tuple[int, int, int]
-    halo: int
     cache: np.ndarray | None = None
 
     @classmethod
-    def open(cls, paths, start, size: int, patch: int, max_bytes: float) -> "Inputs":
+    def open(cls, paths, start, shape, patch: int, max_bytes: float) -> "Inputs":
         fields = [open_field(p) for p in paths]
-        half = patch // 2
-        first = tuple(int(s) - half for s in start)
-        side = size + patch - 1
-        inp = cls(fields, first, 0)
-        if len(fields) * side ** 3 * 4 <= max_bytes:
-            log.info("reading the %d^3 input region (with its %d-voxel halo) into memory", side, half)
-            inp.cache = np.stack([read_periodic(f, first, (side,) * 3) for f in fields]).astype(np.float32)
+        first = tuple(int(s) - patch // 2 for s in start)
+        sides = tuple(int(s) + patch - 1 for s in shape)
+        inp = cls(fields, first)
+        if len(fields) * math.prod(sides) * 4 <= max_bytes:
+            log.info("reading the %s input region (with its %d-voxel halo) into memory", sides, patch // 2)
+            inp.cache = np.stack([read_periodic(f, first, sides) for f in fields]).astype(np.float32)
         return inp
 
     def read(self, first, shape) -> np.ndarray:
@@ -120,112 +177,192 @@ class Inputs:
         return np.stack([read_periodic(f, first, shape) for f in self.fields]).astype(np.float32)
 
 
-def occupancy_mask(mode: str, sub_block: np.ndarray, threshold: float | None, truth_block: np.ndarray | None,
-                   min_mass: float) -> np.ndarray:
-    """The voxels to paint in a block: honest candidates, or (oracle) true galaxies."""
-    from .occupancy import candidates
-
-    if mode == "honest":
-        return candidates(sub_block, threshold)
-    if mode == "oracle":
-        return truth_block > min_mass
-    raise ValueError(f"paint mode must be one of {MODES}, got {mode!r}")
+def _region_shape(size) -> tuple[int, int, int]:
+    return (int(size),) * 3 if np.isscalar(size) else tuple(int(s) for s in size)
 
 
-def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size: int, attrs: dict,
-          mode: str = "honest", threshold: float | None = None, truth_path=None, min_mass: float = 1e8,
-          method: str = "dense", tile: int = 64, batch: int = 256, device: str = "cpu",
-          max_memory_gb: float = 8.0, scatter_path=None) -> dict:
-    """Paint the region [start, start + size)^3 of the input fields into a Zarr field at `out_path`.
-
-    `attrs` are the output field's attributes (see `painted_attrs`); with `scatter_path`
-    the predicted log10 scatter [dex] of the painted voxels goes to a second field there
-    (0 for the paper's head). `threshold`
-    [Msun/h] is needed in honest mode, `truth_path` (hydro stellar mass) in oracle
-    mode. Write through `dm2gal.atomic.atomic_path`. Returns a summary (voxels painted,
-    seconds, voxels per second).
-    """
-    import time
-
-    import torch
-    from tqdm import tqdm
-
-    if method not in METHODS:
-        raise ValueError(f"paint method must be one of {METHODS}, got {method!r}")
-    if mode == "honest" and threshold is None:
-        raise ValueError("honest painting needs the occupancy threshold")
-    if mode == "oracle" and truth_path is None:
-        raise ValueError("oracle painting needs the hydro stellar-mass field")
-    from .dense import output_tiles, predict_region, to_dense
-
-    patch = int(net.config["patch"])
-    half = patch // 2
-    device = torch.device(device)
-    net = net.to(device).eval()
+def _paint_dense(net, normalisation: dict, inputs: Inputs, start, shape, occupancy: Occupancy,
+                 settings: Settings, device, out, scatter) -> tuple[int, float]:
+    """Paint tile by tile through `dm2gal.dense.predict_region`; (voxels painted, mass painted)."""
     dense = to_dense(net)
-    if dense.patch != patch:
-        raise PatchMismatchError(f"the network's receptive field is {dense.patch}^3, not its {patch}^3 patch")
+    if dense.patch != int(net.config["patch"]):
+        raise PatchMismatchError(f"the network's receptive field is {dense.patch}^3, not its "
+                                 f"{net.config['patch']}^3 patch")
+    tiles = predict_region(dense, inputs.read, start, shape, tile=settings.tile, device=device,
+                           select=occupancy.selector(),
+                           transform=partial(normalise_channels, mean=normalisation["input_mean"],
+                                             std=normalisation["input_std"], scale=input_scale(normalisation)))
+    n_painted, painted_mass = 0, 0.0
+    for t in tqdm(tiles, total=len(output_tiles(shape, settings.tile, dense.stride)),
+                  desc=f"paint ({occupancy.mode}, dense)", mininterval=10):
+        if t.outputs is None:
+            continue  # no voxel to paint: the store's fill value is 0
+        pred = decode(t.outputs[:, t.mask], normalisation)
+        block = np.zeros(t.shape, np.float32)
+        block[t.mask] = pred.mean_mass()
+        n_painted += int(t.mask.sum())
+        painted_mass += float(block.sum(dtype=np.float64))
+        where = tuple(slice(o, o + n) for o, n in zip(t.offset, t.shape))
+        out[where] = block
+        if scatter is not None:
+            block[t.mask] = pred.sigma
+            scatter[where] = block
+    return n_painted, painted_mass
+
+
+def _paint_per_voxel(net, normalisation: dict, inputs: Inputs, start, shape, occupancy: Occupancy,
+                     settings: Settings, device, out, scatter) -> tuple[int, float]:
+    """Paint the candidate voxels through `dm2gal.inference.predict`; (voxels painted, mass painted)."""
+    if inputs.cache is None:
+        raise MemoryError("per-voxel painting holds the region and its halo in memory; raise "
+                          "paint.max_memory_gb or use the dense method")
+    half = int(net.config["patch"]) // 2
+    cache = inputs.cache[(slice(None), *(slice(0, s + 2 * half) for s in shape))]
+    inner = cache[(slice(None), *(slice(half, half + s) for s in shape))]
+    mask = occupancy.selector()(tuple(start), inner)
+    coords = np.argwhere(mask)
+    source = PatchSource.from_arrays(list(np.pad(cache, [(0, 0)] + [(0, max(shape) - s) for s in shape])),
+                                     normalisation["input_mean"], normalisation["input_std"], device=device,
+                                     scale=input_scale(normalisation))
+    pred = predict(net, source, coords + half, normalisation, batch_size=settings.batch, progress=True)
+    block = np.zeros(shape, np.float32)
+    block[mask] = pred.mean_mass()
+    out[...] = block
+    if scatter is not None:
+        block[mask] = pred.sigma
+        scatter[...] = block
+    return len(coords), float(block.sum(dtype=np.float64))
+
+
+def paint(net, normalisation: dict, dm_path, sub_path, out_path, *, start, size, attrs: dict,
+          occupancy: Occupancy, settings: Settings = Settings(), scatter_path=None,
+          chunk: int = DEFAULT_CHUNK) -> dict:
+    """Paint the region [start, start + size) of the input fields into a Zarr field at `out_path`.
+
+    `size` is the cube's edge or the region's (3,) shape (a slab); `attrs` are the output
+    field's attributes (see `painted_attrs`) and `chunk` its Zarr chunk edge. With
+    `scatter_path` the predicted log10 scatter [dex] of the painted voxels goes to a second
+    field there (0 for the paper's head). Write through `dm2gal.atomic.atomic_path`.
+    Returns a summary (voxels painted, seconds, voxels per second).
+    """
+    if settings.method not in METHODS:
+        raise ValueError(f"paint method must be one of {METHODS}, got {settings.method!r}")
+    shape, patch = _region_shape(size), int(net.config["patch"])
+    device = torch.device(settings.device)
+    net = net.to(device).eval()
     if device.type == "cuda":  # bf16 autocast (in predict and predict_region) and channels-last-3d
         torch.backends.cudnn.benchmark = True
         net = net.to(memory_format=torch.channels_last_3d)
+    stride = math.prod(int(s) for s in net.config["strides"])
     # dense tiles are rounded up to a multiple of the network's stride: keep that margin in memory too
-    inputs = Inputs.open([dm_path, sub_path], start, size + dense.stride - 1, patch, max_memory_gb * 2 ** 30)
-    truth = open_field(truth_path) if mode == "oracle" else None
-    out = create_field(out_path, attrs)
+    inputs = Inputs.open([dm_path, sub_path], start, tuple(s + stride - 1 for s in shape), patch,
+                         settings.max_memory_gb * 2 ** 30)
+    out = create_field(out_path, attrs, chunk=chunk, shape=shape)
     scatter = None
     if scatter_path is not None:
-        scatter = create_field(scatter_path, dict(attrs, quantity="stellar_mass_log10_scatter", units="dex"))
-    n_painted = 0
+        scatter = create_field(scatter_path, dict(attrs, quantity="stellar_mass_log10_scatter", units="dex"),
+                               chunk=chunk, shape=shape)
     t0 = time.perf_counter()
-    painted_mass = 0.0
-    if method == "dense":
-        def select(first, centre):  # centre: the raw inputs at the tile's voxels
-            truth_block = read_periodic(truth, first, centre.shape[1:]) if truth is not None else None
-            return occupancy_mask(mode, centre[1], threshold, truth_block, min_mass)
-
-        tiles = predict_region(dense, inputs.read, start, size, tile=tile, device=device, select=select,
-                               transform=partial(normalise_channels, mean=normalisation["input_mean"],
-                                                 std=normalisation["input_std"], scale=input_scale(normalisation)))
-        for t in tqdm(tiles, total=len(output_tiles(size, tile, dense.stride)), desc=f"paint ({mode}, dense)",
-                      mininterval=10):
-            if t.outputs is None:
-                continue  # no voxel to paint: the store's fill value is 0
-            pred = decode(t.outputs[:, t.mask], normalisation)
-            block = np.zeros(t.shape, np.float32)
-            block[t.mask] = pred.mean_mass()
-            n_painted += int(t.mask.sum())
-            painted_mass += float(block.sum(dtype=np.float64))
-            where = tuple(slice(o, o + n) for o, n in zip(t.offset, t.shape))
-            out[where] = block
-            if scatter is not None:
-                block[t.mask] = pred.sigma
-                scatter[where] = block
-    else:
-        if inputs.cache is None:
-            raise MemoryError(f"per-voxel painting holds the region and its halo in memory; raise "
-                              f"paint.max_memory_gb or use the dense method")
-        side = size + patch - 1
-        cache = inputs.cache[:, :side, :side, :side]
-        sub = cache[1, half:half + size, half:half + size, half:half + size]
-        truth_block = read_periodic(truth, start, (size,) * 3) if truth is not None else None
-        mask = occupancy_mask(mode, sub, threshold, truth_block, min_mass)
-        coords = np.argwhere(mask)
-        source = PatchSource.from_arrays(list(cache), normalisation["input_mean"],
-                                         normalisation["input_std"], device=device, scale=input_scale(normalisation))
-        pred = predict(net, source, coords + half, normalisation, batch_size=batch, progress=True)
-        block = np.zeros((size,) * 3, np.float32)
-        block[mask] = pred.mean_mass()
-        out[...] = block
-        if scatter is not None:
-            block[mask] = pred.sigma
-            scatter[...] = block
-        n_painted = len(coords)
-        painted_mass = float(block.sum(dtype=np.float64))
+    step = _paint_dense if settings.method == "dense" else _paint_per_voxel
+    n_painted, painted_mass = step(net, normalisation, inputs, start, shape, occupancy, settings, device, out, scatter)
     seconds = time.perf_counter() - t0
-    summary = dict(mode=mode, method=method, device=str(device), voxels=size ** 3, painted_voxels=n_painted,
-                   seconds=seconds, voxels_per_second=size ** 3 / seconds, painted_mass=painted_mass)
-    log.info("painted %d of %d voxels in %.1f s (%s, %s)", n_painted, size ** 3, seconds, mode, method)
-    return summary
+    voxels = math.prod(shape)
+    log.info("painted %d of %d voxels in %.1f s (%s, %s)", n_painted, voxels, seconds, occupancy.mode, settings.method)
+    return dict(mode=occupancy.mode, method=settings.method, device=str(device), voxels=voxels,
+                painted_voxels=n_painted, seconds=seconds, voxels_per_second=voxels / seconds,
+                painted_mass=painted_mass)
+
+
+def painted_attrs(dark_attrs: dict, start, size: int, mode: str, source: str, **extra) -> dict:
+    """Attributes of a painted cube field: a cube of the parent grid of `dark_attrs`."""
+    label = ORACLE_LABEL if mode == "oracle" else "honest: positions from the gravity-only run alone"
+    return cube_attrs(dark_attrs, start, size, source=source, quantity="stellar_mass", units="Msun/h", mode=mode,
+                      label=label, **extra)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("paint.device is 'cuda' but no GPU is visible")
+    return device
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one painting reads: the checkpoint, the gravity-only fields to paint (`dm_path`,
+    `sub_path`), the training dark-matter field (`reference_dm_path`: its voxel size must
+    match), the split's `cubes_json` (test cube, and `min_stellar_mass` for the oracle),
+    honest mode's `occupancy_json` or oracle mode's `truth_path`; `source` names the run.
+    `whole_box` paints the whole box instead of the test cube; `expected_patch` is the patch
+    of the config's model (`dm2gal.model.configured_patch`); `subhalos` the gravity-only
+    run's (base, snapshot) whose subhalos the mock catalogue is made of and the galaxies
+    are grouped by; `galaxy_calibration` applies the checkpoint's galaxy calibration."""
+
+    ckpt: object
+    dm_path: object
+    sub_path: object
+    reference_dm_path: object
+    cubes_json: object
+    source: str
+    whole_box: bool = False
+    mode: str = "honest"
+    occupancy_json: object = None
+    truth_path: object = None
+    expected_patch: int | None = None
+    subhalos: tuple | None = None
+    galaxy_calibration: bool = True
+
+
+@dataclass
+class Prepared:
+    """A `Job` made ready on a device: the checked network, its normalisation, the region
+    (first voxel, edge) of the n_grid^3 box of side box [Mpc/h], the occupancy, the attributes."""
+
+    net: torch.nn.Module
+    normalisation: dict
+    start: tuple
+    size: int
+    n_grid: int
+    box: float
+    occupancy: Occupancy
+    attrs: dict
+
+
+def prepare(job: Job, device: str) -> Prepared:
+    """Load and check the model, read the region, the thresholds and the output attributes."""
+    dm_attrs = dict(open_field(job.dm_path).attrs)
+    ref_attrs = dict(open_field(job.reference_dm_path).attrs)
+    n, box = int(dm_attrs["n_grid"]), float(dm_attrs["box_size"])
+    net, normalisation = load_model(job.ckpt, device)
+    check_model(net.config, job.expected_patch, n, box / n, float(ref_attrs["box_size"]) / int(ref_attrs["n_grid"]))
+    cubes = read_cubes(job.cubes_json)
+    start, size = ((0, 0, 0), n) if job.whole_box else (tuple(cubes.test.start), cubes.test.size)
+    threshold = None
+    if job.mode == "honest":
+        threshold = float(json.loads(Path(job.occupancy_json).read_text())["threshold"])
+    extra = dict(model=str(job.ckpt), min_stellar_mass=cubes.min_stellar_mass)
+    if threshold is not None:
+        extra["occupancy_threshold"] = threshold
+    occupancy = Occupancy(job.mode, threshold, job.truth_path, cubes.min_stellar_mass)
+    return Prepared(net, normalisation, start, size, n, box, occupancy,
+                    painted_attrs(dm_attrs, start, size, job.mode, job.source, **extra))
+
+
+def _start(job: Job, settings: Settings, threads: int | None) -> tuple[Prepared, Settings]:
+    if threads:
+        torch.set_num_threads(int(threads))
+    settings = Settings(**{**settings.__dict__, "device": resolve_device(settings.device)})
+    prep = prepare(job, settings.device)
+    prep.attrs["method"] = settings.method
+    return prep, settings
+
+
+def job_subhalos(job: Job) -> dict:
+    """SubhaloPos [Mpc/h] and SubhaloMass [Msun/h] of the job's gravity-only run (empty arrays for none)."""
+    subs = load_subhalos(*job.subhalos, ["SubhaloPos", "SubhaloMass"])
+    return subs if subs["count"] else dict(SubhaloPos=np.zeros((0, 3)), SubhaloMass=np.zeros(0))
 
 
 def calibrate_galaxies(path, calibration: Calibration, origin, n_grid: int, box_size: float, subs: dict) -> float:
@@ -234,7 +371,7 @@ def calibrate_galaxies(path, calibration: Calibration, origin, n_grid: int, box_
     `subs`: SubhaloPos [Mpc/h], SubhaloMass [Msun/h]) by `calibration.galaxy_mass_factor`,
     block by block of the store's chunks (only the painted voxels are held); returns the
     painted total mass after over before."""
-    import zarr
+    import zarr  # as dm2gal.fields: the store is not needed to import the painter
 
     field = zarr.open_array(str(path), mode="r+")
     blocks = [tuple(slice(i, min(i + c, n)) for i, c, n in zip(first, field.chunks, field.shape))
@@ -261,97 +398,122 @@ def calibrate_galaxies(path, calibration: Calibration, origin, n_grid: int, box_
     return ratio
 
 
-def painted_attrs(dark_attrs: dict, start, size: int, mode: str, source: str, **extra) -> dict:
-    """Attributes of a painted cube field: a cube of the parent grid of `dark_attrs`."""
-    label = ORACLE_LABEL if mode == "oracle" else "honest: positions from the gravity-only run alone"
-    return cube_attrs(dark_attrs, start, size, source=source, quantity="stellar_mass", units="Msun/h", mode=mode,
-                      label=label, **extra)
+def finish_galaxies(job: Job, prep: Prepared, field_path, scatter_path=None) -> dict:
+    """The galaxy part of the checkpoint's calibration on a painted field (and its scatter field):
+    `calibrate_galaxies` when `job.galaxy_calibration`, and the knots the realisations look a
+    galaxy's scatter factor up in, as attributes of the scatter field. Returns what it did."""
+    if not prep.normalisation.get("calibration"):
+        return {}
+    cal, done = Calibration.from_dict(prep.normalisation["calibration"]), {}
+    if job.galaxy_calibration and cal.galaxy_log10_mass:
+        done["galaxy_calibration"] = calibrate_galaxies(field_path, cal, prep.start, prep.n_grid, prep.box,
+                                                        job_subhalos(job))
+    if scatter_path is not None:
+        import zarr  # as dm2gal.fields: the store is not needed to import the painter
+
+        knots, factors = cal.galaxy_scatter_knots(calibrated=job.galaxy_calibration)
+        zarr.open_array(str(scatter_path), mode="r+").attrs.update(galaxy_scatter_log10_mass=knots,
+                                                                   galaxy_scatter_factor=factors)
+    return done
 
 
-def painting_settings(paint_cfg: dict) -> dict:
-    """`run`'s keyword arguments for how a painting is computed (tile, batch, device,
-    max_memory_gb) from the `paint` config section: the scripts read them from the config, not
-    from rule params, so that changing them repaints nothing (the field is the same)."""
-    return dict(tile=paint_cfg["tile"], batch=paint_cfg["batch_size"], device=paint_cfg["device"],
-                max_memory_gb=paint_cfg["max_memory_gb"])
+def write_mock_catalogue(job: Job, prep: Prepared, field_path, out) -> None:
+    """The mock catalogue (HDF5) of a painted field: its mass shared among the gravity-only subhalos."""
+    subs = job_subhalos(job)
+    gal = galaxies(open_field(field_path), prep.start, prep.n_grid, prep.box, subs["SubhaloPos"], subs["SubhaloMass"])
+    write_catalogue(out, attrs=dict(box_size=prep.box, source=job.source, mode=job.mode, origin=list(prep.start),
+                                    cube_size=prep.size, model=str(job.ckpt)), **gal)
+    log.info("catalogue: %d galaxies, %.4g Msun/h", int((gal["stellar_mass"] > 0).sum()),
+             float(gal["stellar_mass"].sum()))
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
-    import torch
+def run(job: Job, out_field, *, out_scatter=None, out_catalogue=None, settings: Settings = Settings(device="auto"),
+        threads: int | None = None) -> dict:
+    """The paint stage for one run in one job: the test cube, or the whole box (`job.whole_box`).
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("paint.device is 'cuda' but no GPU is visible")
-    return device
-
-
-def run(ckpt, dm_path, sub_path, reference_dm_path, base: str, snapshot: int, out_field, out_catalogue=None, *,
-        source: str, cubes_json, whole_box: bool = False, mode: str = "honest", occupancy_json=None, truth_path=None,
-        expected_patch: int | None = None, method: str = "dense", tile: int = 64, batch: int = 256,
-        device: str = "auto", max_memory_gb: float = 8.0, threads: int | None = None, out_scatter=None,
-        galaxy_calibration: bool = True) -> dict:
-    """The paint stage for one run: the test cube of `cubes_json`, or the whole box (`whole_box`).
-
-    The split's `min_stellar_mass` (cubes.json) is the oracle's threshold either way.
-    `reference_dm_path` is the dark-matter field the model was trained on (its voxel
-    size must match); honest mode reads the occupancy threshold from `occupancy_json`,
-    oracle mode the truth from `truth_path`. Writes the painted field and, if
-    `out_catalogue`, the mock catalogue (HDF5), and if `out_scatter` the predicted
-    log10 scatter field (for `dm2gal.realisations`). `threads` caps torch's CPU
-    threads. With `galaxy_calibration` the checkpoint's galaxy calibration is applied
-    (`calibrate_galaxies`). Returns the painting summary.
+    Writes the painted field (galaxy-calibrated, `finish_galaxies`) and, if asked, the
+    predicted log10 scatter field (for `dm2gal.realisations`) and the mock catalogue
+    (`job.subhalos` is needed for both). `threads` caps torch's CPU threads. Returns the
+    painting summary.
     """
-    import contextlib
-    import json
-
-    import torch
-    import zarr
-
-    from .atomic import atomic_path
-    from .catalogue import galaxies, write_catalogue
-    from .inference import load_model
-    from .tng import load_subhalos
-
-    if threads:
-        torch.set_num_threads(int(threads))
-    device = resolve_device(device)
-    dm_attrs = dict(open_field(dm_path).attrs)
-    ref_attrs = dict(open_field(reference_dm_path).attrs)
-    n, box = int(dm_attrs["n_grid"]), float(dm_attrs["box_size"])
-    net, normalisation = load_model(ckpt, device)
-    check_model(net.config, expected_patch, n, box / n, float(ref_attrs["box_size"]) / int(ref_attrs["n_grid"]))
-    cubes = read_cubes(cubes_json)
-    min_mass, threshold = cubes.min_stellar_mass, None
-    start, size = ((0, 0, 0), n) if whole_box else (cubes.test.start, cubes.test.size)
-    if mode == "honest":
-        with open(occupancy_json) as f:
-            threshold = float(json.load(f)["threshold"])
-    extra = dict(model=str(ckpt), method=method, min_stellar_mass=min_mass)
-    if threshold is not None:
-        extra["occupancy_threshold"] = threshold
-    attrs = painted_attrs(dm_attrs, start, size, mode, source, **extra)
+    prep, settings = _start(job, settings, threads)
     scatter_tmp = atomic_path(out_scatter) if out_scatter is not None else contextlib.nullcontext()
-    subs = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMass"])
-    if subs["count"] == 0:
-        subs = dict(SubhaloPos=np.zeros((0, 3)), SubhaloMass=np.zeros(0))
     with atomic_path(out_field) as tmp, scatter_tmp as tmp_scatter:
-        summary = paint(net, normalisation, dm_path, sub_path, tmp, start=start, size=size, attrs=attrs, mode=mode,
-                        threshold=threshold, truth_path=truth_path, min_mass=min_mass, method=method, tile=tile,
-                        batch=batch, device=device, max_memory_gb=max_memory_gb, scatter_path=tmp_scatter)
-        if normalisation.get("calibration"):
-            cal = Calibration.from_dict(normalisation["calibration"])
-            if galaxy_calibration:
-                summary["galaxy_calibration"] = calibrate_galaxies(tmp, cal, start, n, box, subs)
-            if tmp_scatter is not None:  # what the realisations look a galaxy's scatter factor up in
-                knots, factors = cal.galaxy_scatter_knots(calibrated=galaxy_calibration)
-                zarr.open_array(str(tmp_scatter), mode="r+").attrs.update(
-                    galaxy_scatter_log10_mass=knots, galaxy_scatter_factor=factors)
+        summary = paint(prep.net, prep.normalisation, job.dm_path, job.sub_path, tmp, start=prep.start,
+                        size=prep.size, attrs=prep.attrs, occupancy=prep.occupancy, settings=settings,
+                        scatter_path=tmp_scatter)
+        summary.update(finish_galaxies(job, prep, tmp, tmp_scatter))
     if out_catalogue is not None:
-        gal = galaxies(open_field(out_field), start, n, box, subs["SubhaloPos"], subs["SubhaloMass"])
-        write_catalogue(out_catalogue, attrs=dict(box_size=box, source=source, mode=mode, origin=list(start),
-                                                  cube_size=size, model=str(ckpt)), **gal)
-        log.info("catalogue: %d galaxies, %.4g Msun/h", int((gal["stellar_mass"] > 0).sum()),
-                 float(gal["stellar_mass"].sum()))
+        write_mock_catalogue(job, prep, out_field, out_catalogue)
     return summary
+
+
+# --- slab jobs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlabPlan:
+    """The x-slabs of a painted region of edge `size`: `thickness` planes each (the last one may
+    be thinner), a multiple of the dense tile and of the output's Zarr chunk edge `chunk`."""
+
+    size: int
+    thickness: int
+    chunk: int
+
+    @classmethod
+    def for_region(cls, size: int, slabs: int, tile: int, stride: int, chunk: int = DEFAULT_CHUNK) -> "SlabPlan":
+        """At most `slabs` slabs, as even as the dense tile (`tile` rounded as `dm2gal.dense.output_tiles`
+        rounds it for a network of total `stride`) and the chunk edge allow."""
+        chunk = min(chunk, size)
+        step = math.lcm(max(stride, tile // stride * stride), chunk)
+        return cls(size, min(size, -(-(-(-size // slabs)) // step) * step), chunk)
+
+    @property
+    def n_slabs(self) -> int:
+        return -(-self.size // self.thickness)
+
+    def slab(self, i: int) -> tuple[int, int]:
+        """(first plane, planes) of slab i."""
+        if not 0 <= i < self.n_slabs:
+            raise ValueError(f"slab {i} of a plan of {self.n_slabs}")
+        return i * self.thickness, min(self.thickness, self.size - i * self.thickness)
+
+
+def paint_slab(job: Job, plan: SlabPlan, slab: int, out_field, out_scatter, *,
+               settings: Settings = Settings(device="auto"), threads: int | None = None) -> dict:
+    """Paint slab `slab` of the region of `job` into slab stores of the field's chunks (for `assemble`)."""
+    prep, settings = _start(job, settings, threads)
+    if plan.size != prep.size:
+        raise ValueError(f"a slab plan of a {plan.size}-voxel region for the {prep.size}-voxel region of {job.source}")
+    x0, planes = plan.slab(slab)
+    start = (prep.start[0] + x0, *prep.start[1:])
+    attrs = dict(prep.attrs, slab=slab, slab_x0=x0)
+    with atomic_path(out_field) as tmp, atomic_path(out_scatter) as tmp_scatter:
+        return paint(prep.net, prep.normalisation, job.dm_path, job.sub_path, tmp, start=start,
+                     size=(planes, prep.size, prep.size), attrs=attrs, occupancy=prep.occupancy, settings=settings,
+                     scatter_path=tmp_scatter, chunk=plan.chunk)
+
+
+def assemble(job: Job, plan: SlabPlan, slab_fields, slab_scatters, out_field, out_scatter, out_catalogue=None) -> dict:
+    """Link the slab stores (in slab order) into the painted field and its scatter field, apply the
+    galaxy calibration (`finish_galaxies`), let both appear atomically, then write the mock
+    catalogue; returns the field's attributes."""
+    if not len(slab_fields) == len(slab_scatters) == plan.n_slabs:
+        raise ValueError(f"{len(slab_fields)} slab fields, {len(slab_scatters)} scatter slabs for a plan of "
+                         f"{plan.n_slabs} slabs")
+    prep = prepare(job, "cpu")
+    with atomic_path(out_field) as tmp_field, atomic_path(out_scatter) as tmp_scatter:
+        for tmp, slabs in ((tmp_field, slab_fields), (tmp_scatter, slab_scatters)):
+            attrs = {k: v for k, v in dict(open_field(slabs[0]).attrs).items() if k not in ("slab", "slab_x0")}
+            if [int(open_field(p).attrs["slab"]) for p in slabs] != list(range(plan.n_slabs)):
+                raise ValueError(f"slab stores {slabs} are not slabs 0..{plan.n_slabs - 1} in order")
+            create_field(tmp, dict(attrs, n_slabs=plan.n_slabs), chunk=plan.chunk)
+            meta = json.loads((tmp / "zarr.json").read_text())
+            for s, path in enumerate(slabs):
+                link_chunks(Path(path), tmp, plan.slab(s)[0] // plan.chunk, meta)
+        # galaxies cross slab edges: calibrated on the whole field (zarr rewrites a chunk as a new
+        # file, so the slab stores linked in keep their own)
+        finish_galaxies(job, prep, tmp_field, tmp_scatter)
+    if out_catalogue is not None:
+        write_mock_catalogue(job, prep, out_field, out_catalogue)
+    return dict(open_field(out_field).attrs)

@@ -184,14 +184,47 @@ class WeightedDraws:
 class DrawnBatches(torch.utils.data.IterableDataset):
     """`steps` batches of weighted draws per pass (one training epoch); the generator
     carries on across epochs, so a run is one reproducible stream. Yields index
-    tuples only: patches are cut on the device inside the training step."""
+    tuples only: patches are cut on the device inside the training step.
+
+    Resumable mid-epoch: the training step calls `take` for each batch it trains on, and
+    `state_dict` gives the position in the pass and the generator state *before* the first
+    batch not yet taken (the loader may already have drawn it ahead), so a pass restored by
+    `load_state_dict` yields exactly the batches the interrupted one had left. Lightning
+    (2.x) saves and restores a train loader that has these two methods with its loop state.
+    """
 
     def __init__(self, draws: WeightedDraws, batch: int, steps: int):
         self.draws, self.batch, self.steps = draws, batch, steps
+        self.taken = steps  # batches of the current pass the training step has taken
+        self._before: dict[int, torch.Tensor] = {}  # generator state before drawing batch i of the pass
+        self._resume: dict | None = None
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        for _ in range(self.steps):
+        first = 0
+        if self._resume is not None:
+            first = int(self._resume["position"])
+            self.draws.generator.set_state(self._resume["generator"])
+            self._resume = None
+        self.taken, self._before = first, {}
+        for i in range(first, self.steps):
+            self._before[i] = self.draws.generator.get_state()
+            self._before.pop(i - 4, None)  # a loader prefetches a batch or two, never more
             yield self.draws.draw(self.batch)
+
+    def take(self) -> None:
+        """Mark the next batch of the pass as trained on."""
+        self.taken += 1
+
+    def state_dict(self) -> dict:
+        """{'position': batches of this pass taken (0 once the pass is done), 'generator': the
+        generator's state before the next batch to train on}."""
+        if self.taken >= self.steps:
+            return {"position": 0, "generator": self.draws.generator.get_state()}
+        return {"position": self.taken, "generator": self._before.get(self.taken, self.draws.generator.get_state())}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Make the next pass start where `state` (from `state_dict`) was taken."""
+        self._resume = {"position": int(state["position"]), "generator": state["generator"]}

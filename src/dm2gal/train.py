@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import logging
 import math
 import os
+import shutil
+import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +41,10 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.plugins.environments import LightningEnvironment, SLURMEnvironment
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.strategies import DDPStrategy
 from torch.optim.swa_utils import AveragedModel
 
 from .atomic import atomic_path
@@ -57,6 +64,9 @@ predicted mean, the training mean, the generator's noise-free mean; NaN without 
 val_mass_ratio is the painted over the true stellar mass at those voxels; pk_error the
 selection error of this epoch and selection its mean over the window."""
 SCHEDULES = ("cosine", "plateau")
+LAST_CHECKPOINT = "last.ckpt"
+"""The resumable checkpoint's name in a run's resume folder (never a Snakemake output: Snakemake
+deletes the outputs of a failed job, and this file is what survives it)."""
 
 
 @dataclass
@@ -169,7 +179,7 @@ def paint_cube(coords: np.ndarray, mass: np.ndarray, start, size: int, n_grid: i
 def pk_error(painted: np.ndarray, truth: np.ndarray, side: float, mas: str, k_range) -> float:
     """mean over k bins in `k_range` [h/Mpc] of |log10(P_painted / P_true)| for two cubes of
     side `side` [Mpc/h] (Pylians, as the stats stage computes P(k)); inf for an empty painting."""
-    from .stats import overdensity, power_spectrum
+    from .stats import overdensity, power_spectrum  # Pylians: absent on the GPU machine (benchmarks stub it)
 
     if not painted.sum() > 0:
         return math.inf
@@ -203,6 +213,7 @@ def calibrate(net: torch.nn.Module, data: TrainingData, source: PatchSource, bat
     """The `dm2gal.calibration.Calibration` of `net`'s painting at the calibration voxels (bins of
     `bin_voxels` occupied voxels), or None when there are none (a TrainingData without them);
     its galaxy scatter factor is fitted where the voxels' hosts are known."""
+    # scipy (isotonic regression): kept out of the import of the training module on GPU machines
     from .calibration import fit as fit_calibration
     from .calibration import fit_galaxies
 
@@ -245,9 +256,13 @@ class Dm2GalModule(L.LightningModule):
         self.selection = selection
         self.patch = int(model_cfg["patch"])
         self.source: PatchSource | None = None
+        self.batches: DrawnBatches | None = None
+        self.step_net: torch.nn.Module = self.net  # torch.compile'd in on_fit_start with hparams['compile']
         self._train_sum = torch.zeros(())
         self._train_count = 0
         self.last_val: dict = {}
+        self.fingerprint = ""
+        self._sampler_state: dict | None = None
 
     @property
     def ema_net(self) -> torch.nn.Module:
@@ -260,18 +275,24 @@ class Dm2GalModule(L.LightningModule):
         on_gpu = self.device.type == "cuda" and fits_on_gpu(2 * 2 * n_grid ** 3)  # two float16 channels
         self.source = PatchSource.from_arrays([self.data.dm, self.data.subhalo], n["input_mean"], n["input_std"],
                                               device=self.device if on_gpu else "cpu", scale=input_scale(n))
-        if self.device.type == "cuda":
+        if self.device.type == "cuda":  # every convolution, BatchNorm and ReLU then runs channels-last
             self.net.to(memory_format=torch.channels_last_3d)
             self.ema_net.to(memory_format=torch.channels_last_3d)
-        log.info("network: %d parameters, patch %d^3, objective %s; fields on %s as %s", n_parameters(self.net),
-                 self.patch, self.hp["objective"], self.source.device, self.source.data.dtype)
+        if self.hp.get("compile"):
+            self.step_net = torch.compile(self.net)
+        log.info("network: %d parameters, patch %d^3, objective %s; fields on %s as %s%s", n_parameters(self.net),
+                 self.patch, self.hp["objective"], self.source.device, self.source.data.dtype,
+                 " (torch.compile)" if self.hp.get("compile") else "")
 
     def train_dataloader(self):
         d = self.data
         draws = WeightedDraws(d.coords, d.normalised(d.log_mstar), d.weights,
                               seed=self.hp["seed"] + 1000 * self.global_rank, importance=d.importance)
-        batches = DrawnBatches(draws, self.hp["batch_size"], self.hp["steps_per_epoch"])
-        return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=0)
+        self.batches = DrawnBatches(draws, self.hp["batch_size"], self.hp["steps_per_epoch"])
+        if self._sampler_state is not None:  # resumed: carry on with the interrupted stream of draws
+            self.batches.load_state_dict(self._sampler_state)
+            self._sampler_state = None
+        return ResumableLoader(self.batches, batch_size=None, num_workers=0)
 
     def val_dataloader(self):
         # one dummy batch: the validation painting is done whole in on_validation_epoch_end
@@ -279,18 +300,21 @@ class Dm2GalModule(L.LightningModule):
 
     # --- steps --------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
+        self.batches.take()
         centres, rotations, target, importance = batch
         x = self.source.cut(centres, rotations, self.patch).to(self.device, non_blocking=True)
         if self.device.type == "cpu":
             x = x.float()
-        out = self.net(x).float()
+        out = self.step_net(x).float()
         value = loss(out, target, importance, self.hp["objective"], self.hp["beta_nll"])
         self._train_sum = self._train_sum.to(value.device) + value.detach()
         self._train_count += 1
         self.log("train_loss", value, prog_bar=True, batch_size=len(target))
         return value
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # the EMA follows every step before any callback sees it, so a checkpoint saved at a batch's end holds it
         self.ema.update_parameters(self.net)
 
     def validation_step(self, batch, batch_idx):
@@ -317,9 +341,24 @@ class Dm2GalModule(L.LightningModule):
         self._train_sum, self._train_count = torch.zeros(()), 0
         return value
 
+    # --- resuming -----------------------------------------------------------------
+    # Lightning restores a resumable train loader's state itself only when it restarts mid-epoch (not
+    # from a checkpoint saved at an epoch's end), so the sampler's state also travels here, and
+    # train_dataloader hands it to the new DrawnBatches in either case.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["dm2gal"] = {"fingerprint": self.fingerprint, "train_sum": self._train_sum.detach().cpu(),
+                                "train_count": self._train_count, "last_val": dict(self.last_val),
+                                "sampler": self.batches.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["dm2gal"]
+        self._sampler_state = state["sampler"]
+        self._train_sum, self._train_count = state["train_sum"].clone(), int(state["train_count"])
+        self.last_val = dict(state["last_val"])
+
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.net.parameters(), lr=self.hp["learning_rate"],
-                               weight_decay=self.hp["weight_decay"])
+                               weight_decay=self.hp["weight_decay"], fused=self.hp.get("fused") or None)
         if self.hp["schedule"] == "cosine":
             total = self.hp["max_epochs"] * self.hp["steps_per_epoch"]
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.01 * self.hp["learning_rate"])
@@ -328,9 +367,21 @@ class Dm2GalModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_mse", "interval": "epoch"}}
 
 
+class ResumableLoader(torch.utils.data.DataLoader):
+    """The training loader, resumable mid-epoch: its state is its `DrawnBatches`' (Lightning saves a
+    train loader's `state_dict` in the checkpoint and hands it back to `load_state_dict` on resume)."""
+
+    def state_dict(self) -> dict:
+        return self.dataset.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.dataset.load_state_dict(state)
+
+
 class History(L.Callback):
     """At the end of each epoch: a row of HISTORY_COLUMNS, and a copy of the EMA weights when the
-    selection statistic (the selection error averaged over the last `window` epochs) is the best."""
+    selection statistic (the selection error averaged over the last `window` epochs) is the best.
+    Its state travels in last.ckpt."""
 
     def __init__(self, window: int):
         self.window = window
@@ -358,6 +409,67 @@ class History(L.Callback):
                      row["val_mse_mean_predictor"], row["val_mse_floor"], row["val_mass_ratio"], row["pk_error"],
                      selection, " (best)" if best else "")
 
+    def state_dict(self) -> dict:
+        return {"rows": self.rows, "best": self.best, "best_state": self.best_state, "best_row": self.best_row,
+                "elapsed": time.time() - self.t0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows, self.best, self.best_row = list(state["rows"]), float(state["best"]), state["best_row"]
+        self.best_state, self.t0 = state["best_state"], time.time() - float(state["elapsed"])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints (last.ckpt, and the HPC checkpoint of a SLURM requeue) written through
+    `dm2gal.atomic.atomic_path`: a job killed while saving leaves the previous checkpoint whole."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+class Resume(L.Callback):
+    """Writes `last.ckpt` in `directory` every `minutes` of training (at a batch's end) and at the end
+    of every epoch: weights, EMA, optimiser, scheduler, loop progress, the sampler's position and
+    generator state (`ResumableLoader`), the epoch's running loss and the `History`."""
+
+    def __init__(self, directory, minutes: float):
+        self.path = Path(directory) / LAST_CHECKPOINT
+        self.minutes = float(minutes)
+        self.saved = time.monotonic()
+        self.at_epoch_end = False  # saved at an epoch's end: a plateau schedule's step for it is still to come
+        self.plateau_pending = False
+
+    def _save(self, trainer, at_epoch_end: bool) -> None:
+        self.at_epoch_end = at_epoch_end
+        trainer.save_checkpoint(self.path)
+        self.saved = time.monotonic()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.current.ready >= trainer.num_training_batches:
+            return  # the epoch's last batch: the epoch-end checkpoint follows its validation
+        due = time.monotonic() - self.saved >= 60 * self.minutes
+        if trainer.world_size > 1:  # every rank must take part in save_checkpoint
+            due = trainer.strategy.broadcast(due, src=0)
+        if due:
+            self._save(trainer, at_epoch_end=False)
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self._save(trainer, at_epoch_end=True)
+
+    def state_dict(self) -> dict:
+        return {"at_epoch_end": self.at_epoch_end}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.plateau_pending = bool(state["at_epoch_end"])
+
+    def on_train_start(self, trainer, module: Dm2GalModule) -> None:
+        # Lightning steps epoch-interval plateau schedulers after on_train_epoch_end, where the
+        # checkpoint was saved, and not again on resume: take that step here
+        for config in trainer.lr_scheduler_configs if self.plateau_pending else ():
+            if config.interval == "epoch" and isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                config.scheduler.step(torch.tensor(module.last_val[config.monitor], dtype=torch.float32))
+        self.plateau_pending = False
+
 
 def write_history(path, rows: list[dict]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
@@ -366,11 +478,92 @@ def write_history(path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def run_fingerprint(data: TrainingData, model_cfg: dict, hparams: dict) -> str:
+    """A digest of what a training run computes from (architecture, hyper-parameters, training
+    voxels, normalisation): a last.ckpt with another is not resumed."""
+    h = hashlib.sha256(json.dumps({"model": model_cfg, "hparams": hparams,
+                                   "normalisation": {k: np.asarray(v).tolist() for k, v in data.normalisation.items()},
+                                   "n_grid": data.n_grid}, sort_keys=True, default=str).encode())
+    for a in (data.coords, data.log_mstar, data.weights, data.importance):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def resume_checkpoint(directory, fingerprint: str) -> str | None:
+    """The newest checkpoint in `directory` (last.ckpt, or Lightning's hpc_ckpt_N.ckpt of a SLURM
+    requeue) written by a run of this fingerprint, or None; others are removed."""
+    directory = Path(directory)
+    found = sorted(list(directory.glob(LAST_CHECKPOINT)) + list(directory.glob("hpc_ckpt_*.ckpt")),
+                   key=lambda p: p.stat().st_mtime, reverse=True) if directory.is_dir() else []
+    for path in found:
+        try:
+            theirs = torch.load(path, map_location="cpu", weights_only=False).get("dm2gal", {}).get("fingerprint")
+        except Exception as err:  # noqa: BLE001 - an unreadable checkpoint is only not resumed
+            log.warning("cannot read %s (%s): not resuming from it", path, err)
+            theirs = None
+        if theirs == fingerprint:
+            log.info("resuming from %s", path)
+            return str(path)
+        log.warning("%s belongs to another training run (config or data changed): removed", path)
+        path.unlink()
+    return None
+
+
+def _check_fit(data: TrainingData, model_cfg: dict, objective: str, schedule: str, calibration_bin_voxels: int):
+    if int(model_cfg.get("outputs", 1)) != head_outputs(objective):
+        raise ValueError(f"objective {objective!r} needs a head of {head_outputs(objective)} outputs, "
+                         f"the model has {model_cfg.get('outputs', 1)}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if data.cal_truth is not None and (data.cal_truth > data.min_mass).sum() < calibration_bin_voxels:
+        raise ValueError(f"the calibration voxels hold {int((data.cal_truth > data.min_mass).sum())} occupied "
+                         f"voxels, fewer than one bin of train.calibration_bin_voxels = {calibration_bin_voxels}: "
+                         f"raise split.calibration.fraction")
+
+
+def _trainer(hp: dict, callbacks: list, *, on_gpu: bool, devices, strategy, max_minutes, progress: bool,
+             root_dir) -> L.Trainer:
+    """The Lightning Trainer of `fit`: bf16-mixed, cuDNN autotuning and (under SLURM, one device) the
+    requeue signal handler on GPU; deterministic on CPU."""
+    n_dev = devices if isinstance(devices, int) else (torch.cuda.device_count() if on_gpu else 1)
+    plugins = [AtomicCheckpointIO()]
+    if strategy is None:
+        strategy = DDPStrategy(cluster_environment=LightningEnvironment()) if n_dev > 1 else "auto"
+        if n_dev == 1 and SLURMEnvironment.detect():  # SIGUSR1 before the time limit: checkpoint, requeue
+            plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1))
+    if progress:
+        callbacks = callbacks + [TQDMProgressBar(refresh_rate=max(1, hp["steps_per_epoch"] // 10))]
+    return L.Trainer(
+        accelerator="gpu" if on_gpu else "cpu", devices=devices, strategy=strategy, plugins=plugins,
+        precision="bf16-mixed" if on_gpu else "32-true", max_epochs=hp["max_epochs"],
+        max_time={"minutes": max_minutes} if max_minutes else None, default_root_dir=root_dir,
+        logger=False, enable_checkpointing=False, num_sanity_val_steps=0, enable_model_summary=False,
+        sync_batchnorm=on_gpu and n_dev > 1, enable_progress_bar=progress, callbacks=callbacks,
+        # CPU kernels are deterministic; on GPU some (e.g. index_select's CUDA backward) may not be, and
+        # cuDNN's autotuner picks kernels by timing, so there Lightning only warns instead of refusing to train
+        deterministic="warn" if on_gpu else True, benchmark=on_gpu,
+    )
+
+
+def _write_outputs(module: Dm2GalModule, history: History, hparams: dict, ckpt_path, history_path) -> None:
+    """best.ckpt (the best epoch's EMA weights, calibrated) and history.csv, atomically."""
+    data, row = module.data, history.best_row
+    module.ema_net.load_state_dict(history.best_state)
+    cal = calibrate(module.ema_net, data, module.source, hparams["val_batch_size"], hparams["calibration_bin_voxels"])
+    ckpt = checkpoint_dict(module.ema_net, data.normalisation, hparams, epoch=row["epoch"],
+                           calibration=cal.as_dict() if cal is not None else None,
+                           metrics={k: row[k] for k in ("val_mse", "val_mse_mean_predictor", "val_mse_floor",
+                                                        "val_mass_ratio", "pk_error", "selection")})
+    with atomic_path(ckpt_path) as tmp:
+        torch.save(ckpt, tmp)
+    write_history(history_path, history.rows)
+
+
 def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_decay: float, batch_size: int,
         steps_per_epoch: int, max_epochs: int, ckpt_path, history_path, selection: dict, seed: int = 0,
         objective: str = "unbiased", beta_nll: float = 0.5, schedule: str = "cosine", ema_decay: float = 0.995,
         selection_window: int = 3, calibration_bin_voxels: int = 50, patience: int = 5, val_batch_size: int = 256,
-        max_minutes: float | None = None,
+        max_minutes: float | None = None, resume_dir=None, checkpoint_minutes: float = 10.0, compile: bool = False,
         devices: int | str = "auto", accelerator: str = "auto", strategy: str | None = None,
         progress: bool = True, extra_hparams: dict | None = None) -> dict:
     """Train one hyper-parameter point; returns {'best_selection', 'epochs', 'history', 'world_size'}.
@@ -381,20 +574,13 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
     per epoch, HISTORY_COLUMNS) are written atomically by global rank 0. Several
     devices run DDP with processes launched by Lightning itself. `extra_hparams` (e.g.
     the sweep point's capacity) are stored in the checkpoint beside the others.
-    """
-    from lightning.pytorch.callbacks import TQDMProgressBar
-    from lightning.pytorch.plugins.environments import LightningEnvironment
-    from lightning.pytorch.strategies import DDPStrategy
 
-    if int(model_cfg.get("outputs", 1)) != head_outputs(objective):
-        raise ValueError(f"objective {objective!r} needs a head of {head_outputs(objective)} outputs, "
-                         f"the model has {model_cfg.get('outputs', 1)}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if data.cal_truth is not None and (data.cal_truth > data.min_mass).sum() < calibration_bin_voxels:
-        raise ValueError(f"the calibration voxels hold {int((data.cal_truth > data.min_mass).sum())} occupied "
-                         f"voxels, fewer than one bin of train.calibration_bin_voxels = {calibration_bin_voxels}: "
-                         f"raise split.calibration.fraction")
+    With `resume_dir`, `last.ckpt` is written there every `checkpoint_minutes` and at each
+    epoch's end (`Resume`), a run finds it (or the HPC checkpoint of a SLURM requeue) and
+    continues from it, as if never stopped, and the folder is removed once the outputs are
+    written. `compile` runs the training step's network through torch.compile.
+    """
+    _check_fit(data, model_cfg, objective, schedule, calibration_bin_voxels)
     L.seed_everything(seed, workers=True, verbose=False)
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:  # cuBLAS needs this for deterministic matrix products
@@ -404,34 +590,20 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
                    objective=objective, beta_nll=beta_nll, schedule=schedule, ema_decay=ema_decay,
                    selection_window=selection_window, calibration_bin_voxels=calibration_bin_voxels,
                    val_batch_size=val_batch_size, **(extra_hparams or {}))
-    module = Dm2GalModule(model_cfg, data, hparams, selection)
-    history = History(selection_window)
-    n_dev = devices if isinstance(devices, int) else (torch.cuda.device_count() if on_gpu else 1)
-    if strategy is None:
-        strategy = DDPStrategy(cluster_environment=LightningEnvironment()) if n_dev > 1 else "auto"
-    trainer = L.Trainer(
-        accelerator="gpu" if on_gpu else "cpu", devices=devices, strategy=strategy,
-        precision="bf16-mixed" if on_gpu else "32-true", max_epochs=max_epochs,
-        max_time={"minutes": max_minutes} if max_minutes else None,
-        logger=False, enable_checkpointing=False, num_sanity_val_steps=0, enable_model_summary=False,
-        sync_batchnorm=on_gpu and n_dev > 1, enable_progress_bar=progress,
-        callbacks=[history] + ([TQDMProgressBar(refresh_rate=max(1, steps_per_epoch // 10))] if progress else []),
-        # CPU kernels are deterministic; on GPU some (e.g. index_select's CUDA backward) may not be,
-        # so there Lightning only warns instead of refusing to train
-        deterministic="warn" if on_gpu else True,
-    )
-    trainer.fit(module)
+    module = Dm2GalModule(model_cfg, data, {**hparams, "compile": compile, "fused": on_gpu}, selection)
+    history, callbacks, resume_from = History(selection_window), [], None
+    callbacks.append(history)
+    if resume_dir is not None:
+        module.fingerprint = run_fingerprint(data, model_cfg, hparams)
+        resume_from = resume_checkpoint(resume_dir, module.fingerprint)
+        callbacks.append(Resume(resume_dir, checkpoint_minutes))
+    trainer = _trainer(hparams, callbacks, on_gpu=on_gpu, devices=devices, strategy=strategy,
+                       max_minutes=max_minutes, progress=progress, root_dir=resume_dir)
+    trainer.fit(module, ckpt_path=resume_from)
     if trainer.is_global_zero and history.best_state is not None:
-        row = history.best_row
-        module.ema_net.load_state_dict(history.best_state)
-        cal = calibrate(module.ema_net, data, module.source, val_batch_size, calibration_bin_voxels)
-        ckpt = checkpoint_dict(module.ema_net, data.normalisation, hparams, epoch=row["epoch"],
-                               calibration=cal.as_dict() if cal is not None else None,
-                               metrics={k: row[k] for k in ("val_mse", "val_mse_mean_predictor", "val_mse_floor",
-                                                            "val_mass_ratio", "pk_error", "selection")})
-        with atomic_path(ckpt_path) as tmp:
-            torch.save(ckpt, tmp)
-        write_history(history_path, history.rows)
+        _write_outputs(module, history, hparams, ckpt_path, history_path)
+        if resume_dir is not None:  # deliberately removed: the outputs hold all that is kept of the run
+            shutil.rmtree(resume_dir, ignore_errors=True)
     # under DDP the other ranks leave trainer.fit with nothing left to wait for; hold them until rank 0
     # has written best.ckpt and history.csv, so that on no rank fit returns before its outputs exist
     trainer.strategy.barrier("fit outputs written")
