@@ -6,9 +6,6 @@
 # (evaluation.universes). Each realisation is deposited like that universe's truth.
 # Its input functions are in rules/common.smk.
 
-HOD = config["hod"]
-
-
 rule hod:
     input:
         unpack(hod_inputs),
