@@ -8,7 +8,7 @@ import zlib
 from dataclasses import asdict
 from pathlib import Path
 
-from dm2gal import models, tng
+from dm2gal import models, seeds, tng
 from dm2gal.acquire.identity import acquired_with, check_acquired
 from dm2gal.config_checks import check_api_key, check_config
 from dm2gal.evaluate import check_universes, synthetic_params, run_name as universe_run
@@ -157,6 +157,11 @@ def universe_grid_run(universe, sim):
 def universe_field(universe, sim, quantity):
     """A whole-box grid field of one run of a universe ("test": the training pair)."""
     return results("fields", universe_grid_run(universe, sim), f"{quantity}.zarr")
+
+
+def stage_seed(stage, *keys):
+    """The seed of one stage (and universe) derived from the top-level seed (dm2gal.seeds)."""
+    return seeds.stage_seed(config["seed"], stage, *keys)
 
 
 def logs(rule_name, name="log"):

@@ -22,7 +22,7 @@ rule split:
         dark_base=sim_base("dark"),
         hydro_base=sim_base("hydro"),
         snapshot=SNAPSHOT,
-        seed=config["seed"],
+        seed=stage_seed("split"),
     log:
         logs("split"),
     benchmark:

@@ -1,5 +1,6 @@
 """Rule split: cubes, training voxels, weights and normalisation (dm2gal.split.run_split)."""
 from dm2gal.logs import log_to_file
+from dm2gal.seeds import record_seed
 from dm2gal.split import run_split
 
 log_to_file(snakemake.log[0])
@@ -8,3 +9,4 @@ cfg = dict(snakemake.params.split, halo_mass_field=snakemake.config["split"]["ha
 run_split(snakemake.input.dm, snakemake.input.subhalo, snakemake.input.stellar,
           snakemake.params.dark_base, snakemake.params.hydro_base, snakemake.params.snapshot,
           cfg, snakemake.output.cubes, snakemake.output.train, seed=snakemake.params.seed)
+record_seed(snakemake.output.cubes, snakemake.params.seed)

@@ -86,6 +86,14 @@ def test_end_to_end(tiny_run: Path):
     assert {p.name for p in (res / "tables").iterdir()} == {"split.html", "occupancy.html", "select.html"}
     assert "<b>" in (res / "tables" / "select.html").read_text()  # the selected point
     assert "<th>validation</th><th>test</th>" in (res / "tables" / "split.html").read_text()
+    # each stage that draws records the seed it derived from the top-level one (dm2gal.seeds)
+    from dm2gal.fields import open_field
+    from dm2gal.seeds import stage_seed
+
+    assert json.loads((res / "split" / "cubes.json").read_text())["seed"] == stage_seed(cfg["seed"], "split")
+    assert open_field(res / "hod" / "test" / "realisation_0.zarr").attrs["seed"] == stage_seed(cfg["seed"], "hod")
+    assert open_field(res / "ideal" / "test" / "realisation_0.zarr").attrs["seed"] == \
+        stage_seed(cfg["seed"], "ideal_realisations", "test")
     for stage in ("acquired", "split", "figures", "metrics", "training_curves", "table_split"):
         assert list((res / "benchmarks").glob(f"{stage}*")), stage
     # A finished run is up to date: running again would do nothing.
