@@ -7,7 +7,6 @@
 # stages depend on (a checkpoint, so that per-chunk jobs downstream can read the
 # chunk count from it).
 
-ACQUIRE_SOURCE = config["acquire"]["source"]
 ACQUIRE_INPUTS = {}
 # Optional, per source: a function of the wildcards returning extra keyword
 # arguments of dm2gal.acquire.manifest.write_manifest (part_types, checksums, and
@@ -33,6 +32,8 @@ checkpoint acquired:
         options=lambda wildcards: ACQUIRE_MANIFEST_OPTIONS.get(ACQUIRE_SOURCE, lambda w: {})(wildcards),
     log:
         logs("acquired", "{sim}"),
+    benchmark:
+        results("benchmarks", "acquired", "{sim}.tsv")
     resources:
         runtime=60,
         mem_mb=1000,

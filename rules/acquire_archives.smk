@@ -7,16 +7,7 @@
 # URLs, headers and behaviour: docs/acquire.md.
 # Its input functions are in rules/common.smk.
 
-ACQUIRE_PARTICLES = {
-    "dark": True,
-    "hydro": config["grid"]["stellar_source"] == "particles",
-}
-"""Whether each run's snapshot (particles) is needed; the hydro run's only for a particle stellar field."""
-
-
 if ACQUIRE_SOURCE == "tng":
-    TNG = config["acquire"]["tng"]
-    TNG_FIELDS = {"dark": TNG["dark_fields"], "hydro": TNG["hydro_fields"]}
     # Cap on concurrent downloads: each chunk job holds one tng_connections; a value
     # given on the command line (--resources tng_connections=N) wins.
     if "tng_connections" not in workflow.global_resources:
@@ -39,6 +30,8 @@ if ACQUIRE_SOURCE == "tng":
             fallback_chunks=lambda w: TNG["fallback_chunks"].get(w.sim),
         log:
             logs("tng_listing", "{sim}"),
+        benchmark:
+            results("benchmarks", "tng_listing", "{sim}.tsv")
         resources:
             tng_connections=1,
             runtime=30,
@@ -60,12 +53,13 @@ if ACQUIRE_SOURCE == "tng":
                 str(_path_of(sim_base("{sim}"), SNAPSHOT, "{chunk}")),
             wildcard_constraints:
                 sim="dark|hydro",
-                chunk=r"\d+",
             params:
                 kind=_kind,
                 fields=(lambda w: TNG_FIELDS[w.sim]) if _kind == "snapshot" else None,
             log:
                 logs(f"tng_{_kind}_chunk", "{sim}.{chunk}"),
+            benchmark:
+                results("benchmarks", f"tng_{_kind}_chunk", "{sim}.{chunk}.tsv")
             resources:
                 tng_connections=1,
                 runtime=240,
@@ -98,6 +92,8 @@ if ACQUIRE_SOURCE == "camels":
                 snapshot=SNAPSHOT,
             log:
                 logs(f"camels_{_kind}", "{sim}"),
+            benchmark:
+                results("benchmarks", f"camels_{_kind}", "{sim}.tsv")
             resources:
                 runtime=240,
                 mem_mb=1000,
@@ -134,6 +130,8 @@ if ACQUIRE_SOURCE == "local":
             particles=lambda w: ACQUIRE_PARTICLES[w.sim],
         log:
             logs("local_link", "{sim}"),
+        benchmark:
+            results("benchmarks", "local_link", "{sim}.tsv")
         resources:
             runtime=30,
             mem_mb=500,

@@ -12,7 +12,7 @@ if ACQUIRE_SOURCE == "synthetic":
             hydro=directory(sim_base("hydro")),
         params:
             synthetic=config["acquire"]["synthetic"],
-            seed=config["seed"],
+            seed=config["seed"],  # as given: the mini-universe derives its own from [seed, seed_offset] (dm2gal.seeds)
             snapshot=SNAPSHOT,
         log:
             logs("synthesize"),

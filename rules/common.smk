@@ -8,13 +8,14 @@ import zlib
 from dataclasses import asdict
 from pathlib import Path
 
-from dm2gal import tng
+from dm2gal import models, seeds, tng
 from dm2gal.acquire.identity import acquired_with, check_acquired
 from dm2gal.config_checks import check_api_key, check_config
 from dm2gal.evaluate import check_universes, synthetic_params, run_name as universe_run
 from dm2gal.acquire.tng_api import PART_TYPES as TNG_PART_TYPES
 from dm2gal.grid import QUANTITIES, FieldSource, SlabPlan, memory_mb, runtime_min
 from dm2gal.schema import fill_defaults, validate_config
+from dm2gal.split import read_cubes
 
 REPO_DIR = Path(workflow.main_snakefile).resolve().parent
 CONFIG_SCHEMA = REPO_DIR / "workflow" / "schemas" / "config.schema.yaml"
@@ -24,9 +25,27 @@ CONFIG_SCHEMA = REPO_DIR / "workflow" / "schemas" / "config.schema.yaml"
 fill_defaults(config, CONFIG_SCHEMA)
 validate_config(config, CONFIG_SCHEMA)
 
+
+def sorted_keys(value):
+    """`value` with every mapping's keys in sorted order, at every depth (lists keep theirs)."""
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    return [sorted_keys(v) for v in value] if isinstance(value, list) else value
+
+
+# Snakemake compares a dict param in its key order, and fill_defaults puts the keys a config
+# file gives before the defaults it adds: without sorting, writing a default out in
+# config.yaml (stats.pdf.n_bins: 26) would rerun every rule whose params hold that section.
+_sorted_config = sorted_keys(config)
+config.clear()
+config.update(_sorted_config)
+
 # Rule scripts import dm2gal from this checkout in any environment that runs
 # them (an activated venv, a conda env from envs/, a SLURM job).
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_DIR / "src"), os.environ.get("PYTHONPATH")])))
+
+# --- Config-derived globals: every one that more than one rule file (or an input function
+# below) reads is defined here, before any rule file is included. ---
 
 DATA_DIR = Path(config["data_dir"])
 RESULTS_DIR = Path(config["results_dir"])
@@ -35,10 +54,40 @@ SNAPSHOT = config["snapshot"]
 FINAL_TARGETS = []
 """What `all` builds: each stage appends its final outputs."""
 
-SYNTHETIC = config["acquire"]["source"] == "synthetic"
+ACQUIRE_SOURCE = config["acquire"]["source"]
+SYNTHETIC = ACQUIRE_SOURCE == "synthetic"
 UNIVERSES = {u["name"]: u for u in check_universes(config)}
 EVAL_UNIVERSES = list(UNIVERSES)
 """The held-out universes (evaluation.universes); "test" is the training universe's test cube."""
+
+ACQUIRE_PARTICLES = {
+    "dark": True,
+    "hydro": config["grid"]["stellar_source"] == "particles",
+}
+"""Whether each run's snapshot (particles) is needed; the hydro run's only for a particle stellar field."""
+TNG = config["acquire"]["tng"]
+TNG_FIELDS = {"dark": TNG["dark_fields"], "hydro": TNG["hydro_fields"]}
+"""The snapshot fields fetched from the TNG web API per run (acquire.source tng)."""
+
+GRID = config["grid"]
+GRID_METHOD = GRID["method"]
+if GRID_METHOD == "auto":
+    GRID_METHOD = "box" if GRID["n_grid"] <= GRID["box_max_n_grid"] else "slabs"
+GRID_CHUNK = min(GRID["chunk"], GRID["n_grid"])
+
+SPLIT_REPORT_KEYS = ("halo_mass_field",)
+"""split keys that change only the cubes' report in cubes.json, not the cubes, voxels or weights."""
+
+HOD = config["hod"]
+
+FIGURES = {
+    "figure1": "Figure 1",
+    "pk": "Power spectrum",
+    "bk": "Bispectrum",
+    "pdf": "Stellar-mass PDF",
+    "r": "Cross-correlation and transfer function",
+}
+"""Figure file stem -> report category (rules/figures.smk)."""
 
 
 def results(*parts):
@@ -99,14 +148,52 @@ def acquired_input(universe, sim):
     return sorted(glob.glob(f"{base}/groups_{universe_snapshot(universe):03d}/*.hdf5"))
 
 
+def universe_grid_run(universe, sim):
+    """The grid stage's name of one run of a universe: `sim` itself for "test" (the training
+    pair), universes/{name}/{sim} for a held-out one."""
+    return sim if universe == "test" else universe_run(universe, sim)
+
+
 def universe_field(universe, sim, quantity):
     """A whole-box grid field of one run of a universe ("test": the training pair)."""
-    return results("fields", sim if universe == "test" else universe_run(universe, sim), f"{quantity}.zarr")
+    return results("fields", universe_grid_run(universe, sim), f"{quantity}.zarr")
+
+
+def stage_seed(stage, *keys):
+    """The seed of one stage (and universe) derived from the top-level seed (dm2gal.seeds)."""
+    return seeds.stage_seed(config["seed"], stage, *keys)
 
 
 def logs(rule_name, name="log"):
     """The log file of one job, beside the results it belongs to: {results_dir}/logs/{rule}/{name}.log."""
     return results("logs", rule_name, f"{name}.log")
+
+
+GRID_RUNS = {sim: (sim_base(sim), SNAPSHOT) for sim in tng.SIMS}
+GRID_RUNS.update({r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in config["extra_runs"]})
+if len(GRID_RUNS) != len(tng.SIMS) + len(config["extra_runs"]):
+    raise ValueError(f"extra_runs names must be unique and differ from {tng.SIMS}: {config['extra_runs']}")
+# the held-out universes' runs, gridded like the pair (same n_grid: the training voxel size
+# for boxes of the training size; rules/evaluate.smk)
+GRID_RUNS.update({universe_run(u, sim): (universe_base(u, sim), universe_snapshot(u))
+                  for u in EVAL_UNIVERSES for sim in tng.SIMS})
+"""Every run the grid stage deposits: {run: (illustris_python basePath, snapshot)}."""
+GRID_WORK = results("fields", ".work", "{run}", "{quantity}")
+"""The slab path's intermediate files of one field (rules/grid.smk)."""
+SUMMARY_TABLES = {
+    "split": results("split", "cubes.json"),
+    "occupancy": results("paint", "test", "occupancy.json"),
+    "select": results("select", "summary.tsv"),
+}
+"""Summary table name (dm2gal.tables.TABLES) -> the file it shows (rules/figures.smk)."""
+
+
+wildcard_constraints:
+    run="|".join(GRID_RUNS),
+    quantity="|".join(QUANTITIES),
+    model="|".join(["truth", *models.NAMES]),
+    chunk=r"\d+",
+    slab=r"\d+",
 
 
 # --- acquire, archive sources (rules/acquire_archives.smk) ---
@@ -208,7 +295,7 @@ def grid_buckets(wildcards):
 
 def hod_fields(universe):
     """The HOD's realisations on a universe: the test cube ("test") or the whole box."""
-    return [results("hod", universe, f"realisation_{i}.zarr") for i in range(config["hod"]["realisations"])]
+    return model_fields(universe, "hod")
 
 
 def hod_inputs(wildcards):
@@ -242,13 +329,12 @@ def painted_field(universe, quantity="stellar_mass"):
 
 def dm2gal_realisation_fields(universe):
     """The paint.realisations fields drawn from the painting's predicted scatter."""
-    return [results("paint", painted_dir(universe), f"realisation_{i}.zarr")
-            for i in range(config["paint"]["realisations"])]
+    return model_fields(universe, "dm2gal_realisations")
 
 
 def ideal_realisation_fields(universe):
     """paint.realisations whole-box fields of the mini-universe's galaxies redrawn from its generator."""
-    return [results("ideal", universe, f"realisation_{i}.zarr") for i in range(config["paint"]["realisations"])]
+    return model_fields(universe, "ideal_realisations")
 
 
 def dark_catalogue_input(universe):
@@ -257,30 +343,19 @@ def dark_catalogue_input(universe):
 
 
 def stats_models(universe):
-    """The models of one universe's statistics, in dm2gal.metrics.MODELS order (without "truth"):
-    dm2gal_oracle on the test cube only (paint.oracle), ideal and ideal_realisations for the
-    mini-universe only, the realisations when paint.realisations is not 0."""
-    oracle = ["dm2gal_oracle"] if universe == "test" and config["paint"]["oracle"] else []
-    draws = ["dm2gal_realisations"] if config["paint"]["realisations"] else []
-    ideal = (["ideal"] + (["ideal_realisations"] if draws else [])) if SYNTHETIC else []
-    return ["dm2gal", *draws, *oracle, "hod", *ideal]
+    """The models of one universe's statistics, in dm2gal.models.REGISTRY order (without "truth")."""
+    return models.measured(config, universe, SYNTHETIC)
 
 
 def model_fields(universe, model):
-    """The field(s) one model's statistics read: one path, or the HOD's list of realisations."""
-    if model == "dm2gal":
-        return painted_field(universe)
-    if model == "dm2gal_oracle":
-        return results("paint", "test_oracle", "stellar_mass.zarr")
-    if model == "dm2gal_realisations":
-        return dm2gal_realisation_fields(universe)
-    if model == "hod":
-        return hod_fields(universe)
-    if model == "ideal":
-        return universe_field(universe, "hydro", "stellar_mass_ideal")
-    if model == "ideal_realisations":
-        return ideal_realisation_fields(universe)
-    raise ValueError(f"unknown model {model!r}")
+    """The field(s) one model's statistics read: one path, or an ensemble's list (dm2gal.models)."""
+    paths = models.field_paths(config, model, painted_dir(universe), universe, universe_grid_run(universe, "hydro"))
+    return [results(p) for p in paths] if isinstance(paths, list) else results(paths)
+
+
+STATS_FIELDS = {model: model_fields("test", model) for model in ("dm2gal", "dm2gal_oracle")}
+STATS_FIELDS["hod"] = hod_fields("test")[0]
+"""The test-cube fields Figure 1 shows (the HOD's first realisation; rules/figures.smk)."""
 
 
 def stats_files():
@@ -303,8 +378,6 @@ def stats_inputs(wildcards):
 
 def stats_mem_mb(wildcards, input):
     """About 16 float32 copies of the region (fields, overdensities, FFTs, bispectrum shells)."""
-    from dm2gal.split import read_cubes
-
     try:
         size = read_cubes(input.cubes).test.size if wildcards.universe == "test" else GRID["n_grid"]
     except FileNotFoundError:  # before split has run

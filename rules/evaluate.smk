@@ -37,7 +37,7 @@ if SYNTHETIC:
             base=lambda w: universe_base(w.universe, "hydro"),
             snapshot=lambda w: universe_snapshot(w.universe),
             scatter=config["acquire"]["synthetic"]["galaxies"]["scatter"],
-            seed=lambda w: [config["seed"], zlib.crc32(f"ideal/{w.universe}".encode())],
+            seed=lambda w: stage_seed("ideal_realisations", w.universe),
         log:
             logs("ideal_realisations", "{universe}"),
         benchmark:

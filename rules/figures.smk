@@ -1,17 +1,9 @@
 # The figures stage (see docs/pipeline.md, docs/scores.md): the paper's Figure 1, one
 # figure per statistic with ratio-to-truth panels and bands over HOD draws and held-out
 # universes ({results}/figures/*.png|pdf, in the Snakemake report), {results}/metrics.json
-# and the verdict table {results}/verdicts.html (in the report).
-
-FIGURES = {
-    "figure1": "Figure 1",
-    "pk": "Power spectrum",
-    "bk": "Bispectrum",
-    "pdf": "Stellar-mass PDF",
-    "r": "Cross-correlation and transfer function",
-}
-"""Figure file stem -> report category."""
-
+# and the verdict table {results}/verdicts.html (in the report); the training curves of the
+# sweep, and the summary tables of the split, the occupancy and the selection
+# ({results}/tables/*.html) in the report.
 
 STATS_LAYOUT = [[u, m] for u, files in stats_files().items() for m in files]
 """[universe, model] of every stats file, in the order of STATS_INPUTS (the scripts rebuild
@@ -84,5 +76,65 @@ rule metrics:
         "../scripts/metrics.py"
 
 
+rule training_curves:
+    """Loss, learning rate and selection statistic per epoch of every sweep point (dm2gal.figures)."""
+    input:
+        histories=rules.select.input.histories,
+        summary=rules.select.output.summary,
+    output:
+        png=report(
+            results("figures", "training_curves.png"),
+            caption="../workflow/report/training_curves.rst",
+            category="Training",
+            labels={"figure": "training curves", "format": "PNG"},
+        ),
+        pdf=results("figures", "training_curves.pdf"),
+    params:
+        dpi=config["figures"]["dpi"],
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    log:
+        logs("training_curves"),
+    benchmark:
+        results("benchmarks", "training_curves.tsv")
+    conda:
+        "../envs/stats.yaml"
+    script:
+        "../scripts/training_curves.py"
+
+
+# The files a reviewer opens first, as tables in the report (dm2gal.tables.TABLES).
+for _table, _source in SUMMARY_TABLES.items():
+
+    rule:
+        name:
+            f"table_{_table}"
+        input:
+            _source,
+        output:
+            report(
+                results("tables", f"{_table}.html"),
+                caption=f"../workflow/report/table_{_table}.rst",
+                category="Summary tables",
+                labels={"table": str(Path(_source).relative_to(RESULTS_DIR)), "format": "HTML"},
+            ),
+        params:
+            table=_table,
+        resources:
+            mem_mb=500,
+            runtime=5,
+        log:
+            logs(f"table_{_table}"),
+        benchmark:
+            results("benchmarks", f"table_{_table}.tsv")
+        conda:
+            "../envs/stats.yaml"
+        script:
+            "../scripts/summary_table.py"
+
+
 FINAL_TARGETS.extend(results("figures", f"{name}.{ext}") for name in FIGURES for ext in ("png", "pdf"))
+FINAL_TARGETS.extend(results("figures", f"training_curves.{ext}") for ext in ("png", "pdf"))
+FINAL_TARGETS.extend(results("tables", f"{table}.html") for table in SUMMARY_TABLES)
 FINAL_TARGETS.extend([results("metrics.json"), results("verdicts.html")])

@@ -9,20 +9,6 @@
 # grows with each retry; runtime from dm2gal.grid.runtime_min.
 # Its input functions are in rules/common.smk.
 
-GRID = config["grid"]
-GRID_METHOD = GRID["method"]
-if GRID_METHOD == "auto":
-    GRID_METHOD = "box" if GRID["n_grid"] <= GRID["box_max_n_grid"] else "slabs"
-GRID_CHUNK = min(GRID["chunk"], GRID["n_grid"])
-GRID_RUNS = {sim: (sim_base(sim), SNAPSHOT) for sim in tng.SIMS}
-GRID_RUNS.update({r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in config["extra_runs"]})
-if len(GRID_RUNS) != len(tng.SIMS) + len(config["extra_runs"]):
-    raise ValueError(f"extra_runs names must be unique and differ from {tng.SIMS}: {config['extra_runs']}")
-# the held-out universes' runs, gridded like the pair (same n_grid: the training voxel size
-# for boxes of the training size; rules/evaluate.smk)
-GRID_RUNS.update({universe_run(u, sim): (universe_base(u, sim), universe_snapshot(u))
-                  for u in EVAL_UNIVERSES for sim in tng.SIMS})
-GRID_WORK = results("fields", ".work", "{run}", "{quantity}")
 
 GRID_FIELDS = [results("fields", "dark", f"{q}.zarr") for q in ("dm_mass", "subhalo_mass")]
 GRID_FIELDS.append(results("fields", "hydro", "stellar_mass.zarr"))
@@ -31,11 +17,6 @@ if SYNTHETIC:  # the mini-universe's noise-free mean M* (the ideal painter; the 
 GRID_FIELDS += [results("fields", r["name"], f"{q}.zarr") for r in config["extra_runs"]
                 for q in ("dm_mass", "subhalo_mass")]
 FINAL_TARGETS.extend(GRID_FIELDS)
-
-
-wildcard_constraints:
-    run="|".join(GRID_RUNS),
-    quantity="|".join(QUANTITIES),
 
 
 if GRID_METHOD == "box":
@@ -69,13 +50,13 @@ else:
             grid_run_input,
         output:
             temp(f"{GRID_WORK}/scatter_{{chunk}}.h5"),
-        wildcard_constraints:
-            chunk=r"\d+",
         params:
             source=lambda w: asdict(grid_source(w)),
             plan=asdict(GRID_PLAN),
         log:
             logs("grid_scatter", "{run}_{quantity}_{chunk}"),
+        benchmark:
+            results("benchmarks", "grid_scatter", "{run}_{quantity}_{chunk}.tsv")
         threads: 1
         conda:
             "../envs/sim.yaml"
@@ -89,8 +70,6 @@ else:
             grid_buckets,
         output:
             temp(directory(f"{GRID_WORK}/slab_{{slab}}.zarr")),
-        wildcard_constraints:
-            slab=r"\d+",
         params:
             plan=asdict(GRID_PLAN),
         log:
@@ -115,6 +94,8 @@ else:
             plan=asdict(GRID_PLAN),
         log:
             logs("grid_assemble", "{run}_{quantity}"),
+        benchmark:
+            results("benchmarks", "grid_assemble", "{run}_{quantity}.tsv")
         threads: 1
         conda:
             "../envs/sim.yaml"

@@ -6,9 +6,6 @@
 # (evaluation.universes). Each realisation is deposited like that universe's truth.
 # Its input functions are in rules/common.smk.
 
-HOD = config["hod"]
-
-
 rule hod:
     input:
         unpack(hod_inputs),
@@ -30,7 +27,7 @@ rule hod:
         mass_max=HOD["mass_max"],
         halo_mass_field=HOD["halo_mass_field"],
         match_masses=HOD["match_halo_masses"],
-        seed=HOD["seed"] if HOD["seed"] is not None else config["seed"],
+        seed=HOD["seed"] if HOD["seed"] is not None else stage_seed("hod"),
     log:
         logs("hod", "{universe}"),
     benchmark:

@@ -2,6 +2,10 @@
 # of each, the training voxels (stellar mass above a threshold outside both cubes),
 # their sampling weights and the input normalisation statistics.
 
+SPLIT_PARAMS = {key: value for key, value in config["split"].items() if key not in SPLIT_REPORT_KEYS}
+"""What the split computes with: not split.halo_mass_field, which only labels the cubes' "most
+massive halo" report; the script reads it from the config, so changing it retrains nothing."""
+
 
 rule split:
     input:
@@ -14,11 +18,11 @@ rule split:
         cubes=results("split", "cubes.json"),
         train=results("split", "train.npz"),
     params:
-        split=config["split"],
+        split=SPLIT_PARAMS,
         dark_base=sim_base("dark"),
         hydro_base=sim_base("hydro"),
         snapshot=SNAPSHOT,
-        seed=config["seed"],
+        seed=stage_seed("split"),
     log:
         logs("split"),
     benchmark:

@@ -5,10 +5,6 @@
 # whole box. The HOD's file stacks its realisations (dm2gal.stats.stack_realisations).
 # Its input functions (stats_inputs, stats_models, stats_files) are in rules/common.smk.
 
-STATS_FIELDS = {model: model_fields("test", model) for model in ("dm2gal", "dm2gal_oracle")}
-STATS_FIELDS["hod"] = hod_fields("test")[0]
-"""The test-cube fields Figure 1 shows (the HOD's first realisation)."""
-
 STATS_CFG = {key: value for key, value in config["stats"].items() if key not in ("threads", "k_range", "r_at_k")}
 STATS_CFG["pdf"] = {k: v for k, v in config["stats"]["pdf"].items() if k != "metric_log10_mass_min"}
 """What the statistics depend on: not the thread count, nor what the metrics rule scores them
@@ -22,7 +18,6 @@ rule stats:
         results("stats", "{universe}", "{model}.npz"),
     wildcard_constraints:
         universe="|".join(["test", *EVAL_UNIVERSES]),
-        model="truth|dm2gal|dm2gal_realisations|dm2gal_oracle|hod|ideal|ideal_realisations",
     params:
         cfg=STATS_CFG,
     threads: config["stats"]["threads"]

@@ -1,9 +1,12 @@
 """Rule split: cubes, training voxels, weights and normalisation (dm2gal.split.run_split)."""
 from dm2gal.logs import log_to_file
+from dm2gal.seeds import record_seed
 from dm2gal.split import run_split
 
 log_to_file(snakemake.log[0])
+# the report-only keys (SPLIT_REPORT_KEYS) from the config: not params, so changing them retrains nothing
+cfg = dict(snakemake.params.split, halo_mass_field=snakemake.config["split"]["halo_mass_field"])
 run_split(snakemake.input.dm, snakemake.input.subhalo, snakemake.input.stellar,
           snakemake.params.dark_base, snakemake.params.hydro_base, snakemake.params.snapshot,
-          snakemake.params.split, snakemake.output.cubes, snakemake.output.train,
-          seed=snakemake.params.seed)
+          cfg, snakemake.output.cubes, snakemake.output.train, seed=snakemake.params.seed)
+record_seed(snakemake.output.cubes, snakemake.params.seed)

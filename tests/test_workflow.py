@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from snakemake_run import REPO, TINY_CONFIG, dry_run_jobs, prepare_workdir, snakemake, snakemake_jobs
+from snakemake_run import REPO, TINY_CONFIG, dry_run_jobs, prepare_workdir, rule_blocks, snakemake, snakemake_jobs
 
 ACQUIRE_RULE_FILES = ("acquire.smk", "acquire_synthetic.smk", "acquire_archives.smk")
 
@@ -83,6 +83,19 @@ def test_end_to_end(tiny_run: Path):
     for statistic in ("pk", "bk"):
         verdict = metrics["verdicts_ideal_realisations"][statistic]["held_out"]
         assert verdict["winner"] == "ideal_realisations", (statistic, verdict)
+    assert {p.name for p in (res / "tables").iterdir()} == {"split.html", "occupancy.html", "select.html"}
+    assert "<b>" in (res / "tables" / "select.html").read_text()  # the selected point
+    assert "<th>validation</th><th>test</th>" in (res / "tables" / "split.html").read_text()
+    # each stage that draws records the seed it derived from the top-level one (dm2gal.seeds)
+    from dm2gal.fields import open_field
+    from dm2gal.seeds import stage_seed
+
+    assert json.loads((res / "split" / "cubes.json").read_text())["seed"] == stage_seed(cfg["seed"], "split")
+    assert open_field(res / "hod" / "test" / "realisation_0.zarr").attrs["seed"] == stage_seed(cfg["seed"], "hod")
+    assert open_field(res / "ideal" / "test" / "realisation_0.zarr").attrs["seed"] == \
+        stage_seed(cfg["seed"], "ideal_realisations", "test")
+    for stage in ("acquired", "split", "figures", "metrics", "training_curves", "table_split"):
+        assert list((res / "benchmarks").glob(f"{stage}*")), stage
     # A finished run is up to date: running again would do nothing.
     assert dry_run_jobs(tiny_run, "all") == {}
 
@@ -108,6 +121,8 @@ def _jobs_after(tiny_run: Path, tmp_path: Path, section: str, key: str, value) -
     shutil.copytree(tiny_run, work, copy_function=link_or_copy, symlinks=True)
     cfg = yaml.safe_load((work / "config.yaml").read_text())
     assert cfg.get(section, {}).get(key) != value
+    if isinstance(value, dict):  # one key of a subsection, the others as they were
+        value = {**cfg.get(section, {}).get(key, {}), **value}
     prepare_workdir(work, work / "config.yaml", **{section: {key: value}})
     return dry_run_jobs(work, "all")
 
@@ -126,11 +141,12 @@ def test_rerun_after_grid_change(tiny_run: Path, tmp_path: Path):
 
 @pytest.mark.slow
 def test_rerun_after_figure_change(tiny_run: Path, tmp_path: Path):
-    """figures.dpi changes the figures only: no statistic, painting or training reruns."""
+    """figures.dpi changes the figures only (the training curves too): no statistic, painting or
+    training reruns."""
     dpi = yaml.safe_load((tiny_run / "config.yaml").read_text()).get("figures", {}).get("dpi", 150)
     rerun = _rerun_after(tiny_run, tmp_path, "figures", "dpi", dpi + 50)
     print(f"\nfigures.dpi {dpi} -> {dpi + 50}: reruns {sorted(rerun)}")
-    assert rerun == {"figures"}
+    assert rerun == {"figures", "training_curves"}
 
 
 @pytest.mark.slow
@@ -145,14 +161,49 @@ def test_scheduler_value_reruns_nothing(tiny_run: Path, tmp_path: Path):
 @pytest.mark.slow
 @pytest.mark.parametrize("section, key, value, allowed", [
     ("paint", "max_memory_gb", 3, set()), ("paint", "tile", 16, set()), ("paint", "batch_size", 64, set()),
-    ("stats", "r_at_k", 1.5, {"metrics", "figures"})])
+    ("paint", "device", "cpu", set()),
+    ("train", "mem_mb", 3000, set()), ("stats", "threads", 2, set()), ("grid", "box_max_n_grid", 128, set()),
+    ("stats", "r_at_k", 1.5, {"metrics", "figures"}),
+    ("stats", "pdf", {"metric_log10_mass_min": 9.0}, {"metrics", "figures"}),
+    ("split", "halo_mass_field", "GroupMass", set()),
+    ("stats", "mas", "CIC", set())])
 def test_how_not_what_reruns_no_painting_or_statistic(tiny_run: Path, tmp_path: Path, section, key, value, allowed):
-    """How a painting is computed repaints nothing; what the metrics score over reruns at most
-    the metrics and figures, no painting and no statistic (stats.k_range also defines the
-    training's selection statistic, so it retrains, as it must)."""
+    """How a painting is computed (memory, tile, batch, device), what a job is given (memory,
+    threads) or how a grid is deposited repaints and recomputes nothing; what the metrics score
+    over (r_at_k, the PDF's metric bound) reruns at most the metrics and figures, no painting
+    and no statistic (stats.k_range also defines the training's selection statistic, so it
+    retrains, as it must); the report-only split.halo_mass_field retrains nothing; a default
+    written out in config.yaml (stats.mas) reruns nothing (params compare in sorted key order)."""
     rerun = _rerun_after(tiny_run, tmp_path, section, key, value)
     print(f"\n{section}.{key} -> {value}: reruns {sorted(rerun)}")
     assert rerun <= allowed
+
+
+WITHOUT_BENCHMARK = {"all", "grid"}
+"""Rules that do no work of their own (targets that gather other rules' outputs)."""
+PENDING_BENCHMARK = {"paint_occupancy", "select"}
+"""Rules of rules/paint.smk and rules/train.smk still without `benchmark:` (issue 15): empty it
+when they have one."""
+
+
+def test_every_rule_that_works_has_a_benchmark():
+    blocks = rule_blocks()
+    missing = {name for name, block in blocks.items() if not re.search(r"^\s+benchmark:", block, re.M)}
+    assert "rule all:" in (REPO / "Snakefile").read_text()
+    assert missing - WITHOUT_BENCHMARK - PENDING_BENCHMARK == set()
+    assert PENDING_BENCHMARK <= missing, f"{PENDING_BENCHMARK - missing} now have a benchmark: drop them"
+
+
+@pytest.mark.slow
+def test_report_has_the_summary_tables_and_training_curves(tiny_run: Path, tmp_path: Path):
+    """`snakemake --report` of the tiny run: the training curves and the three summary tables,
+    each under its category, beside the statistics' figures."""
+    report = tiny_run / "report.html"
+    snakemake(tiny_run, "--report", str(report), timeout=600)
+    page = report.read_text()
+    for entry in ("training_curves.png", "split.html", "occupancy.html", "select.html", "verdicts.html",
+                  "Summary tables", "Training", "Figure 1"):
+        assert entry in page, entry
 
 
 @pytest.mark.slow
@@ -178,7 +229,8 @@ def test_new_sweep_point_trains_only_itself(tiny_run: Path, tmp_path: Path):
     painted = 1 + n_held_out  # the test cube and every held-out box
     draws = 1 if cfg["paint"].get("realisations", 10) else 0  # dm2gal realisations, drawn and measured
     expected = {"train": 1, "select": 1, "paint": 1, "paint_universe": n_held_out,
-                "stats": painted * (1 + draws), "figures": 1, "metrics": 1, "all": 1}
+                "stats": painted * (1 + draws), "figures": 1, "metrics": 1, "all": 1,
+                "training_curves": 1, "table_select": 1}
     if draws:
         expected["paint_realisations"] = painted
     if cfg["paint"]["oracle"]:  # the oracle painting and its statistics use the selected model too

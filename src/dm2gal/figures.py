@@ -19,10 +19,12 @@ P(k), r(k) and T(k) are drawn up to the cube's Nyquist frequency.
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import matplotlib
@@ -31,25 +33,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from .metrics import MODELS, TEST  # noqa: E402
+from .models import BANDED, REGISTRY  # noqa: E402
 from .stats import split_realisations  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-STYLE = {
-    "truth": dict(color="tab:blue", label="hydro (truth)", ls="-", lw=2.2),
-    "dm2gal": dict(color="tab:red", label="dm2gal", ls="-", lw=1.5),
-    "dm2gal_realisations": dict(color="tab:orange", label="dm2gal realisations", ls="-.", lw=1.3),
-    "dm2gal_oracle": dict(color="darkred", label="dm2gal (oracle positions)", ls="--", lw=1.5),
-    "hod": dict(color="tab:green", label="HOD", ls="-", lw=1.5),
-    "ideal": dict(color="k", label="ideal (noise-free mean)", ls=":", lw=1.5),
-    "ideal_realisations": dict(color="grey", label="ideal realisations (the generator redrawn)", ls="--", lw=1.2),
-}
+STYLE = {"truth": dict(color="tab:blue", label="hydro (truth)", ls="-", lw=2.2),
+         **{m.name: dict(m.style, label=m.label) for m in REGISTRY}}
 ORDER = ("truth",) + MODELS
-BANDED = ("dm2gal", "dm2gal_realisations", "hod", "ideal_realisations")
-"""Models drawn with a band of their spread (the others as lines only)."""
 MAPS = (("dm", "dark matter", "gravity-only"), ("subhalos", "subhalos", "gravity-only"),
         ("dm2gal", "dm2gal", "stellar mass"), ("truth", "hydro", "stellar mass"),
         ("hod", "HOD", "stellar mass"))
@@ -421,8 +415,6 @@ def make_figures(stats_paths: dict[str, dict[str, str]], fields: dict[str, str],
     stellar mass), 'dm2gal' and 'hod' (test-cube fields), 'dm' and 'subhalos' (whole-box
     gravity-only fields); `stats_cfg` and `fig_cfg` are the config sections.
     """
-    from pathlib import Path
-
     from .stats import load_stats, read_model_cube, read_truth
 
     out = Path(out_dir)
@@ -445,3 +437,65 @@ def make_figures(stats_paths: dict[str, dict[str, str]], fields: dict[str, str],
     maps = figure1_maps(cubes, {"dm": fields["dm"], "subhalos": fields["subhalos"]}, start, corner, size)
     paths += figure1(maps, all_stats[TEST], region_mpc, out / "figure1", dpi)
     return paths
+
+
+CURVES = (("train_loss", "training loss"), ("val_mse", "validation MSE"), ("lr", "learning rate"),
+          ("selection", "selection statistic (validation P(k))"))
+"""The training-curves panels: (history.csv column, axis label)."""
+
+
+def read_history(path) -> dict[str, np.ndarray]:
+    """history.csv (dm2gal.train.HISTORY_COLUMNS) as {column: float array}."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {key: np.array([float(r[key]) for r in rows]) for key in (rows[0] if rows else {})}
+
+
+def read_selection(summary_tsv) -> dict[str, dict]:
+    """select/summary.tsv as {point: {'best_epoch': int, 'selected': bool}}."""
+    with open(summary_tsv, newline="") as f:
+        return {r["point"]: {"best_epoch": int(r["best_epoch"]), "selected": r["selected"] == "1"}
+                for r in csv.DictReader(f, delimiter="\t")}
+
+
+def training_curves(histories: dict[str, dict[str, np.ndarray]], selection: dict[str, dict], stem,
+                    dpi: int = 150) -> list[str]:
+    """Training loss, validation MSE, learning rate and selection statistic per epoch of every sweep
+    point (`histories`: {point: read_history}); each point's chosen epoch (its best.ckpt) is
+    starred, the selected point drawn thick with its chosen epoch as a dotted line."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, (point, h) in enumerate(histories.items()):
+        sel = selection.get(point, {})
+        chosen, won = sel.get("best_epoch"), sel.get("selected", False)
+        style = dict(color=colours[j % len(colours)], lw=2.4 if won else 1.2,
+                     label=point + (" (selected)" if won else ""))
+        at = np.flatnonzero(h["epoch"] == chosen) if chosen is not None else []
+        for ax, (key, _) in zip(axes.flat, CURVES):
+            ax.plot(h["epoch"], h[key], marker="o", ms=2.5, **style)
+            if len(at):
+                ax.plot(h["epoch"][at], h[key][at], marker="*", ms=12, ls="none", color=style["color"],
+                        markeredgecolor="k")
+            if won and chosen is not None:
+                ax.axvline(chosen, color=style["color"], ls=":", lw=1)
+    for ax, (key, label) in zip(axes.flat, CURVES):
+        values = np.concatenate([h[key] for h in histories.values()]) if histories else np.zeros(0)
+        finite = values[np.isfinite(values)]
+        if finite.size and np.all(finite > 0) and finite.max() > 10 * finite.min():  # a decade or more
+            ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].legend(fontsize=8, title="sweep point (star: chosen epoch)", title_fontsize=8)
+    fig.suptitle("Training curves of the hyper-parameter sweep")
+    fig.tight_layout()
+    return save(fig, stem, dpi)
+
+
+def make_training_curves(history_paths: list[str], summary_tsv, stem, dpi: int = 150) -> list[str]:
+    """`training_curves` of the sweep from its points' history.csv files (train/{point}/history.csv:
+    the point is the folder's name) and select/summary.tsv."""
+    histories = {Path(p).parent.name: read_history(p) for p in history_paths}
+    return training_curves(histories, read_selection(summary_tsv), stem, dpi)

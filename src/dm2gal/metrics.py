@@ -45,21 +45,19 @@ mean and standard deviation; for 'hod', each value is the mean over draws and
 
 from __future__ import annotations
 
+import html
 import json
 import os
 
 import numpy as np
 
+from .atomic import atomic_path
+from .models import CONTENDERS, NAMES
 from .stats import split_realisations
+from .tables import write_page
 
-MODELS = ("dm2gal", "dm2gal_realisations", "dm2gal_oracle", "hod", "ideal", "ideal_realisations")
-"""Models compared with the truth, in this order: dm2gal's mean field, its realisations (drawn
-from the predicted scatter, paint.realisations), the oracle painting ('test' only, when
-painted), the HOD (its draws), the noise-free mean and the generator redrawn (synthetic source
-only; `dm2gal.ideal`)."""
-CONTENDERS = ("dm2gal", "dm2gal_realisations", "ideal", "ideal_realisations")
-"""The models given a verdict against the HOD (the key `verdicts` holds dm2gal's,
-`verdicts_<model>` the others')."""
+MODELS = NAMES
+"""Models compared with the truth, in `dm2gal.models.REGISTRY` order (what each is: there)."""
 
 TEST = "test"
 """The universe name of the training universe's test cube."""
@@ -360,8 +358,6 @@ def verdict_table(metrics: dict) -> str:
     its basis, the model's and the HOD's values (mean +- std over held-out universes, or the
     test-cube value +- the draw scatter), who wins, and the significance (difference / sigma,
     and its Gaussian equivalent)."""
-    import html
-
     head = ("model", "statistic", "score", "basis", "model's score", "HOD", "closer to the truth",
             "difference / sigma (dof)", "significance [Gaussian sigma]")
     rows = []
@@ -385,18 +381,10 @@ def verdict_table(metrics: dict) -> str:
 
 def write_verdict_table(path: str | os.PathLike, metrics: dict) -> None:
     """Write `verdict_table` as a standalone HTML page, atomically (for the Snakemake report)."""
-    from .atomic import atomic_path
-
-    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>dm2gal verdicts</title>"
-            "<style>table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}</style>"
-            "</head><body>\n" + verdict_table(metrics) + "</body></html>\n")
-    with atomic_path(path) as tmp:
-        tmp.write_text(page)
+    write_page(path, "dm2gal verdicts", verdict_table(metrics))
 
 
 def write_metrics(path: str | os.PathLike, metrics: dict) -> None:
     """Write metrics.json atomically (strict JSON: a NaN or infinity is an error)."""
-    from .atomic import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
