@@ -4,7 +4,6 @@
 import glob
 import json
 import os
-import zlib
 from dataclasses import asdict
 from pathlib import Path
 

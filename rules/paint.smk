@@ -42,6 +42,8 @@ rule paint_occupancy:
         criterion=PAINT["occupancy"]["criterion"],
     log:
         logs("paint_occupancy"),
+    benchmark:
+        results("benchmarks", "paint_occupancy.tsv")
     threads: 1
     conda:
         "../envs/torch.yaml"
@@ -198,7 +200,7 @@ rule paint_realisations:
     params:
         base=lambda w: universe_base(painted_universe(w.painted), "dark"),
         snapshot=lambda w: universe_snapshot(painted_universe(w.painted)),
-        seed=lambda w: [config["seed"], zlib.crc32(painted_universe(w.painted).encode())],
+        seed=lambda w: stage_seed("paint_realisations", painted_universe(w.painted)),
     log:
         logs("paint_realisations", "{painted}"),
     benchmark:

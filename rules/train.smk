@@ -41,7 +41,7 @@ rule train:
         model=config["model"],
         train=TRAIN_PARAMS,
         selection={key: config["stats"][key] for key in ("mas", "k_range")},
-        seed=config["seed"],
+        seed=stage_seed("train"),
         dark_base=sim_base("dark"),
         snapshot=SNAPSHOT,
     log:
@@ -71,6 +71,8 @@ rule select:
         points=list(TRAIN_POINTS),
     log:
         logs("select"),
+    benchmark:
+        results("benchmarks", "select.tsv")
     threads: 1
     resources:
         mem_mb=2000,

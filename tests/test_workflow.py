@@ -181,17 +181,13 @@ def test_how_not_what_reruns_no_painting_or_statistic(tiny_run: Path, tmp_path: 
 
 WITHOUT_BENCHMARK = {"all", "grid"}
 """Rules that do no work of their own (targets that gather other rules' outputs)."""
-PENDING_BENCHMARK = {"paint_occupancy", "select"}
-"""Rules of rules/paint.smk and rules/train.smk still without `benchmark:` (issue 15): empty it
-when they have one."""
 
 
 def test_every_rule_that_works_has_a_benchmark():
     blocks = rule_blocks()
     missing = {name for name, block in blocks.items() if not re.search(r"^\s+benchmark:", block, re.M)}
     assert "rule all:" in (REPO / "Snakefile").read_text()
-    assert missing - WITHOUT_BENCHMARK - PENDING_BENCHMARK == set()
-    assert PENDING_BENCHMARK <= missing, f"{PENDING_BENCHMARK - missing} now have a benchmark: drop them"
+    assert missing - WITHOUT_BENCHMARK == set(), missing - WITHOUT_BENCHMARK
 
 
 @pytest.mark.slow
