@@ -68,7 +68,7 @@ def deposit_cube(pos: np.ndarray, mass: np.ndarray, box_size: float, n_grid: int
     The same Pylians assignment as a whole-box deposit, done on a padded local grid
     so a 2048^3 parent never has to exist in memory.
     """
-    import MAS_library as MASL  # Pylians: ~1 s to import, only this function needs it
+    import MAS_library as MASL  # Pylians: ~1 s to import; the Snakefile imports this module (via grid) on every job
 
     cell = box_size / n_grid
     pad = 3  # beyond the widest kernel Pylians offers (PCS reaches 2 cells)
