@@ -35,11 +35,6 @@ SIMS = ("dark", "hydro")
 """The two runs of a pair: gravity-only and hydrodynamic."""
 
 
-def output_dir(data_dir: str | os.PathLike, sim: str) -> Path:
-    """`{data_dir}/{sim}/output`: the basePath illustris_python expects."""
-    return Path(data_dir) / sim / "output"
-
-
 def snapshot_path(base: str | os.PathLike, snap: int, chunk: int) -> Path:
     """Path of snapshot chunk `chunk`: base/snapdir_099/snap_099.N.hdf5."""
     return Path(base) / f"snapdir_{snap:03d}" / f"snap_{snap:03d}.{chunk}.hdf5"

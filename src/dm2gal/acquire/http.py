@@ -18,7 +18,7 @@ Failures and what happens:
 
 Redirects (3xx with Location) are followed by hand, at most `max_redirects`. The
 secret headers (`secret_headers`, e.g. TNG's `api-key`) go only to hosts that
-`key_allowed(host)` accepts; by default, the host of the first URL and hosts of the
+`same_site(first URL)` accepts: the host of the first URL and hosts of the
 same parent domain (a redirect from www.tng-project.org to data.tng-project.org
 keeps the key; one to a foreign storage host does not). Neither the key nor the
 headers ever appear in messages or exceptions.
@@ -27,7 +27,6 @@ headers ever appear in messages or exceptions.
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
+
+from .manifest import sha256 as file_sha256
 
 log = logging.getLogger("dm2gal.acquire.http")
 
@@ -221,7 +222,7 @@ def _receive(response: requests.Response, part: Path, offset: int, backoff: _Bac
     return size_known
 
 
-def _attempt(session: requests.Session, url: str, params: dict | None, headers: dict, secret: dict,
+def _attempt(session: requests.Session, url: str, params: dict | None, secret: dict,
              key_allowed: Callable[[str], bool], key_env: str | None, part: Path, backoff: _Backoff, progress):
     """One GET of the rest of `part` (a Range request from its size), written into `part`.
 
@@ -232,7 +233,7 @@ def _attempt(session: requests.Session, url: str, params: dict | None, headers: 
     # identity encoding: byte offsets and Content-Length then refer to the file itself
     range_header = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
     try:
-        response = _open(session, url, params, {**headers, **range_header}, secret, key_allowed, backoff.policy)
+        response = _open(session, url, params, range_header, secret, key_allowed, backoff.policy)
     except (requests.ConnectionError, requests.Timeout) as err:
         backoff.fail(f"{type(err).__name__}")
         return _AGAIN
@@ -271,7 +272,7 @@ def _complete(part: Path, size_known: int | None, backoff: _Backoff) -> bool:
 
 def _content_problem(part: Path, sha256: str | None, check: Callable[[Path], None] | None) -> str | None:
     """Why the complete `part` is not the archive's file (SHA-256 or content check), or None."""
-    if sha256 is not None and (digest := _sha256(part)) != sha256.lower():
+    if sha256 is not None and (digest := file_sha256(part)) != sha256.lower():
         return f"SHA-256 {digest} differs from the archive's {sha256}"
     if check is not None:
         try:
@@ -286,21 +287,18 @@ def download(
     dest: str | os.PathLike,
     *,
     params: dict | None = None,
-    headers: dict | None = None,
     secret_headers: dict | None = None,
     key_env: str | None = "TNG_API_KEY",
-    key_allowed: Callable[[str], bool] | None = None,
     sha256: str | None = None,
     check: Callable[[Path], None] | None = None,
     policy: Policy = Policy(),
-    session: requests.Session | None = None,
     progress=None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Path:
     """Fetch `url` (with query `params`) to `dest`; returns `dest`.
 
-    `secret_headers` (e.g. {"api-key": key}) are sent only to hosts `key_allowed`
-    accepts (default `same_site(url)`); `key_env` names where the key came from,
+    `secret_headers` (e.g. {"api-key": key}) are sent only to hosts
+    `same_site(url)` accepts; `key_env` names where the key came from,
     for the 401/403 message (None: a public server). `sha256`: expected hex digest, checked when given.
     `check(path)`: raises on bad content (called on the complete `.part`).
     `progress`: a tqdm-like object with `update(n)`, `reset(total)`; optional.
@@ -310,14 +308,13 @@ def download(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    session = session or requests.Session()
+    session = requests.Session()
     secret = dict(secret_headers or {})
-    key_allowed = key_allowed or same_site(url)
+    key_allowed = same_site(url)
     backoff = _Backoff(url, policy, sleep)
     refetches = 0
     while True:
-        size_known = _attempt(session, url, params, headers or {}, secret, key_allowed, key_env, part, backoff,
-                              progress)
+        size_known = _attempt(session, url, params, secret, key_allowed, key_env, part, backoff, progress)
         if size_known is _AGAIN or not _complete(part, size_known, backoff):
             continue
         problem = _content_problem(part, sha256, check)
@@ -332,31 +329,20 @@ def download(
         return dest
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def get_json(url: str, *, secret_headers: dict | None = None, key_env: str | None = "TNG_API_KEY",
-             policy: Policy = Policy(), session: requests.Session | None = None,
-             sleep: Callable[[float], None] = time.sleep):
+             policy: Policy = Policy()):
     """GET a JSON document (an API listing) with the same retries, redirects and key handling.
 
     Returns the parsed JSON, or None on 404 (an endpoint this archive does not offer).
     """
-    text = get_text(url, secret_headers=secret_headers, key_env=key_env, policy=policy,
-                    session=session, sleep=sleep)
+    text = get_text(url, secret_headers=secret_headers, key_env=key_env, policy=policy)
     return None if text is None else json.loads(text)
 
 
 def get_text(url: str, *, secret_headers: dict | None = None, key_env: str | None = "TNG_API_KEY",
-             policy: Policy = Policy(), session: requests.Session | None = None,
-             sleep: Callable[[float], None] = time.sleep) -> str | None:
+             policy: Policy = Policy()) -> str | None:
     """GET a small text document with retries; None on 404."""
-    session = session or requests.Session()
+    session = requests.Session()
     allowed = same_site(url)
     wait = policy.backoff_s
     for attempt in range(policy.retries + 1):
@@ -384,6 +370,6 @@ def get_text(url: str, *, secret_headers: dict | None = None, key_env: str | Non
             raise DownloadError(f"{_public(url)}: giving up after {policy.retries} retries ({reason})")
         delay = min(policy.max_backoff_s, delay)
         log.warning("%s: %s; retry %d/%d in %.1f s", _public(url), reason, attempt + 1, policy.retries, delay)
-        sleep(delay)
+        time.sleep(delay)
         wait = min(policy.max_backoff_s, wait * 2)
     raise AssertionError("unreachable")
