@@ -93,6 +93,15 @@ def fetch(tmp_path, sim, kind, chunk):
     return dest
 
 
+def faulted(tmp_path, emu, sim, kind, chunk, *faults):
+    """Fetch the listing of RUNS[sim], then give one chunk's archive path `faults`; returns (run, path)."""
+    run = RUNS[sim]
+    listing(tmp_path, emu, run)
+    path = f"/api/{run}/files/{kind}-{SNAP}.{chunk}.hdf5"
+    emu.fault(path, *faults)
+    return run, path
+
+
 # --- the HTTP layer ------------------------------------------------------------------
 
 
@@ -118,10 +127,7 @@ def test_subset_chunk_holds_only_requested_fields(tmp_path, emulator, api_key, a
 
 
 def test_dropped_connection_resumes_with_range(tmp_path, emulator, api_key, archive):
-    run = RUNS["dark"]
-    listing(tmp_path, emulator, run)
-    path = f"/api/{run}/files/snapshot-{SNAP}.2.hdf5"
-    emulator.fault(path, "drop", "drop")
+    run, path = faulted(tmp_path, emulator, "dark", "snapshot", 2, "drop", "drop")
     dest = fetch(tmp_path, "dark", "snapshot", 2)
     hits = emulator.hits(path)
     assert len(hits) == 3
@@ -136,9 +142,7 @@ def test_dropped_connection_resumes_with_range(tmp_path, emulator, api_key, arch
 def test_throttling_and_server_errors_are_retried(tmp_path, emulator, api_key):
     run = RUNS["dark"]
     emulator.fault(f"/api/{run}/files/groupcat-{SNAP}/", "429", "503")
-    listing(tmp_path, emulator, run)
-    path = f"/api/{run}/files/groupcat-{SNAP}.0.hdf5"
-    emulator.fault(path, "429", "429", "503")
+    _, path = faulted(tmp_path, emulator, "dark", "groupcat", 0, "429", "429", "503")
     waits = []
     dest = chunk_path("dark", "groupcat", 0, tmp_path)
     url = json.loads((tmp_path / f"{run}.json").read_text())["groupcat"]["urls"][0]
@@ -157,10 +161,7 @@ def test_retry_after_is_honoured_and_bounded():
 
 
 def test_retries_are_bounded_and_nothing_reaches_the_final_path(tmp_path, emulator, api_key):
-    run = RUNS["dark"]
-    listing(tmp_path, emulator, run)
-    path = f"/api/{run}/files/groupcat-{SNAP}.1.hdf5"
-    emulator.fault(path, *["503"] * 50)
+    run, path = faulted(tmp_path, emulator, "dark", "groupcat", 1, *["503"] * 50)
     dest = chunk_path("dark", "groupcat", 1, tmp_path)
     with pytest.raises(http.DownloadError, match="giving up after 4 retries"):
         tng_api.fetch_chunk(tmp_path / f"{run}.json", "groupcat", 1, dest, policy=FAST)
@@ -169,10 +170,7 @@ def test_retries_are_bounded_and_nothing_reaches_the_final_path(tmp_path, emulat
 
 
 def test_interrupted_download_keeps_part_and_next_run_resumes(tmp_path, emulator, api_key):
-    run = RUNS["hydro"]
-    listing(tmp_path, emulator, run)
-    path = f"/api/{run}/files/groupcat-{SNAP}.2.hdf5"
-    emulator.fault(path, *["drop"] * 3)
+    run, path = faulted(tmp_path, emulator, "hydro", "groupcat", 2, *["drop"] * 3)
     dest = chunk_path("hydro", "groupcat", 2, tmp_path)
     policy = http.Policy(retries=0, backoff_s=0, max_backoff_s=0)
     with pytest.raises(http.DownloadError):
@@ -188,10 +186,7 @@ def test_interrupted_download_keeps_part_and_next_run_resumes(tmp_path, emulator
 
 
 def test_wrong_checksum_is_fetched_again(tmp_path, emulator, api_key, archive):
-    run = RUNS["hydro"]
-    listing(tmp_path, emulator, run)
-    path = f"/api/{run}/files/groupcat-{SNAP}.0.hdf5"
-    emulator.fault(path, "corrupt")
+    run, path = faulted(tmp_path, emulator, "hydro", "groupcat", 0, "corrupt")
     dest = fetch(tmp_path, "hydro", "groupcat", 0)
     assert len(emulator.hits(path)) == 2
     assert dest.read_bytes() == tng.groupcat_path(archive[run], SNAP, 0).read_bytes()
@@ -199,29 +194,20 @@ def test_wrong_checksum_is_fetched_again(tmp_path, emulator, api_key, archive):
 
 def test_truncated_hdf5_is_detected_and_fetched_again(tmp_path, emulator, api_key):
     """No checksum applies to a field subset: the HDF5 check must catch the bad chunk."""
-    run = RUNS["dark"]
-    listing(tmp_path, emulator, run)
-    path = f"/api/{run}/files/snapshot-{SNAP}.0.hdf5"
-    emulator.fault(path, "truncate")
+    _, path = faulted(tmp_path, emulator, "dark", "snapshot", 0, "truncate")
     dest = fetch(tmp_path, "dark", "snapshot", 0)
     assert len(emulator.hits(path)) == 2
     assert manifest.check_snapshot_chunk(dest, [1])[1] == 1000
 
 
 def test_server_ignoring_range_restarts_cleanly(tmp_path, emulator, api_key, archive):
-    run = RUNS["dark"]
-    listing(tmp_path, emulator, run)
-    path = f"/api/{run}/files/groupcat-{SNAP}.0.hdf5"
-    emulator.fault(path, "drop", "ignore_range")
+    run, path = faulted(tmp_path, emulator, "dark", "groupcat", 0, "drop", "ignore_range")
     dest = fetch(tmp_path, "dark", "groupcat", 0)
     assert dest.read_bytes() == tng.groupcat_path(archive[run], SNAP, 0).read_bytes()
 
 
 def test_redirect_is_followed_without_leaking_the_key(tmp_path, emulator, api_key, archive):
-    run = RUNS["dark"]
-    listing(tmp_path, emulator, run)
-    path = f"/api/{run}/files/snapshot-{SNAP}.3.hdf5"
-    emulator.fault(path, "redirect")
+    run, path = faulted(tmp_path, emulator, "dark", "snapshot", 3, "redirect")
     emulator.fault(f"/data/signed-token{path}", "drop")
     dest = fetch(tmp_path, "dark", "snapshot", 3)
     data_hits = [r for r in emulator.requests if r.path.startswith("/data/")]

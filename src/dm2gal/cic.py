@@ -24,6 +24,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .fields import read_periodic
+
+
 def wrap_positions(pos: np.ndarray, box_size: float) -> np.ndarray:
     """Positions [Mpc/h, (n, 3)] wrapped into [0, box_size] as float32 (MA's input type).
 
@@ -65,9 +68,7 @@ def deposit_cube(pos: np.ndarray, mass: np.ndarray, box_size: float, n_grid: int
     The same Pylians assignment as a whole-box deposit, done on a padded local grid
     so a 2048^3 parent never has to exist in memory.
     """
-    import MAS_library as MASL
-
-    from .fields import read_periodic
+    import MAS_library as MASL  # Pylians: ~1 s to import; the Snakefile imports this module (via grid) on every job
 
     cell = box_size / n_grid
     pad = 3  # beyond the widest kernel Pylians offers (PCS reaches 2 cells)
@@ -130,13 +131,24 @@ _KERNEL = None
 
 
 def _kernel():
-    """`_deposit_kernel` compiled by numba (cached on disk next to this module)."""
-    global _KERNEL
+    """`_deposit_kernel` compiled by numba (cached on disk next to this module), `_add_plane` inlined."""
+    global _KERNEL, _add_plane
     if _KERNEL is None:
-        import numba
+        import numba  # ~1 s to import: only a deposit needs it, not cell_index or corners
 
+        _add_plane = numba.njit(inline="always")(_add_plane)  # the kernel calls it: compile it first
         _KERNEL = numba.njit(cache=True, nogil=True, error_model="numpy")(_deposit_kernel)
     return _KERNEL
+
+
+def _add_plane(flat, c, a, b, iz, jz, wx, vy, uy, vz, uz, w):
+    """Add mass `w` into the four corners of one x-plane (flat offset `c`) of `_deposit_kernel`'s slab:
+    rows `a`, `b` (flat offsets of y = iy, jy), columns iz, jz, weights wx (vy or uy) (vz or uz) w in MA's
+    float32 order. Compiled and inlined by `_kernel`."""
+    flat[np.uint64(c + a + iz)] += wx * vy * vz * w
+    flat[np.uint64(c + a + jz)] += wx * vy * uz * w
+    flat[np.uint64(c + b + iz)] += wx * uy * vz * w
+    flat[np.uint64(c + b + jz)] += wx * uy * uz * w
 
 
 def _deposit_kernel(out, pos, mass, inv_cell, x0):
@@ -164,12 +176,8 @@ def _deposit_kernel(out, pos, mass, inv_cell, x0):
         if not (zero <= dx < limit and zero <= dy < limit and zero <= dz < limit):
             raise ValueError("deposit: a position is outside [0, BoxSize]; wrap positions first (wrap_positions)")
         ix, iy, iz = int(dx), int(dy), int(dz)
-        ux = dx - np.float32(ix)
-        uy = dy - np.float32(iy)
-        uz = dz - np.float32(iz)
-        vx = one - ux
-        vy = one - uy
-        vz = one - uz
+        ux, uy, uz = dx - np.float32(ix), dy - np.float32(iy), dz - np.float32(iz)
+        vx, vy, vz = one - ux, one - uy, one - uz
         w = mass[i]
         if iy == n:
             iy = 0
@@ -192,17 +200,9 @@ def _deposit_kernel(out, pos, mass, inv_cell, x0):
         a = iy * n
         b = jy * n
         if rx < nx:
-            c = rx * plane
-            flat[np.uint64(c + a + iz)] += vx * vy * vz * w
-            flat[np.uint64(c + a + jz)] += vx * vy * uz * w
-            flat[np.uint64(c + b + iz)] += vx * uy * vz * w
-            flat[np.uint64(c + b + jz)] += vx * uy * uz * w
+            _add_plane(flat, rx * plane, a, b, iz, jz, vx, vy, uy, vz, uz, w)
         if sx < nx:
-            c = sx * plane
-            flat[np.uint64(c + a + iz)] += ux * vy * vz * w
-            flat[np.uint64(c + a + jz)] += ux * vy * uz * w
-            flat[np.uint64(c + b + iz)] += ux * uy * vz * w
-            flat[np.uint64(c + b + jz)] += ux * uy * uz * w
+            _add_plane(flat, sx * plane, a, b, iz, jz, ux, vy, uy, vz, uz, w)
 
 
 def host_subhalos(coords: np.ndarray, origin, n_grid: int, box_size: float, sub_pos: np.ndarray,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
+
 REQUIRED_ATTRS = ("box_size", "n_grid", "units", "source", "snapshot", "mas", "quantity")
 DEFAULT_CHUNK = 128
 """Zarr chunk edge in voxels (128^3 float32 = 8 MiB uncompressed)."""
@@ -49,7 +51,7 @@ def create_field(path: str | os.PathLike, attrs: dict, chunk: int = DEFAULT_CHUN
     (default the field's) makes a slab store of the field: the field's chunks and codecs, so
     that `link_chunks` can link its chunk files into the field.
     """
-    import zarr
+    import zarr  # ~1 s to import; the Snakefile imports this module (via grid) on every job
 
     missing = [k for k in REQUIRED_ATTRS if k not in attrs]
     if missing:
@@ -63,8 +65,6 @@ def create_field(path: str | os.PathLike, attrs: dict, chunk: int = DEFAULT_CHUN
 
 def write_field(path: str | os.PathLike, data: np.ndarray, attrs: dict, chunk: int = DEFAULT_CHUNK) -> None:
     """Write a whole cubic field at once, atomically (tmp store, then move)."""
-    from .atomic import atomic_path
-
     if data.ndim != 3 or len(set(data.shape)) != 1 or data.shape[0] != attrs["n_grid"]:
         raise ValueError(f"field of shape {data.shape} does not match n_grid={attrs['n_grid']}")
     with atomic_path(path, needs_bytes=data.nbytes) as tmp:
@@ -74,7 +74,7 @@ def write_field(path: str | os.PathLike, data: np.ndarray, attrs: dict, chunk: i
 
 def open_field(path: str | os.PathLike):
     """Open a stored field read-only; raises FileNotFoundError naming the path."""
-    import zarr
+    import zarr  # ~1 s to import; the Snakefile imports this module (via grid) on every job
 
     if not Path(path).exists():
         raise FileNotFoundError(f"no field at {path}")

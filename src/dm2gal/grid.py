@@ -157,7 +157,7 @@ def _formed_stars(path: Path, n: int) -> np.ndarray:
 
 def deposit_box(source: FieldSource, n_grid: int) -> tuple[np.ndarray, float]:
     """The whole field (n_grid^3 float32 [Msun/h]) via one MASL.MA call per chunk, and the mass read [Msun/h]."""
-    import MAS_library as MASL
+    import MAS_library as MASL  # Pylians: ~1 s to import; the Snakefile imports this module on every job
 
     box = source.box_size()
     grid = np.zeros((n_grid,) * 3, dtype=np.float32)
@@ -253,7 +253,7 @@ def gather(buckets: list[str | os.PathLike], slab: int, plan: SlabPlan, out: str
     its chunk files into the whole field. Its attributes (returned) hold the mass
     deposited in the slab and the mass all scatter jobs read [Msun/h].
     """
-    import zarr
+    import zarr  # ~1 s to import; the Snakefile imports this module on every job
 
     x0 = slab * plan.thickness
     data = np.zeros((plan.thickness, plan.n_grid, plan.n_grid), dtype=np.float32)
@@ -285,7 +285,7 @@ def assemble(slabs: list[str | os.PathLike], source: FieldSource, plan: SlabPlan
     appears only when complete. The mass deposited in all slabs must equal the
     mass the scatter jobs read.
     """
-    import zarr
+    import zarr  # ~1 s to import; the Snakefile imports this module on every job
 
     if len(slabs) != plan.n_slabs:
         raise ValueError(f"{len(slabs)} slab stores for a plan of {plan.n_slabs} slabs")

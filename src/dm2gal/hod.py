@@ -34,13 +34,19 @@ are independent and each is reproducible.
 
 from __future__ import annotations
 
+import json
 import logging
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from .atomic import atomic_path
+from .catalogue import write_catalogue
 from .cic import deposit_cube
+from .fields import cube_attrs, open_field, write_field
+from .split import read_cubes
+from .tng import load_halos, load_subhalos
 
 log = logging.getLogger("dm2gal.hod")
 
@@ -63,8 +69,6 @@ class Catalogue:
 
 def load_catalogue(base: str, snap: int, halo_mass_field: str, stellar: bool) -> Catalogue:
     """Read a TNG-layout group catalogue into a `Catalogue` (stellar masses if `stellar`)."""
-    from .tng import load_halos, load_subhalos
-
     halos = load_halos(base, snap, [halo_mass_field, "GroupFirstSub"])
     fields = ["SubhaloGrNr", "SubhaloPos"] + (["SubhaloMassType"] if stellar else [])
     subs = load_subhalos(base, snap, fields)
@@ -362,13 +366,6 @@ def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_
     a held-out universe paints the run at `target_base` whole (`cubes_json` None). Each field
     has the attributes of a painted cube, plus its realisation index and seed.
     """
-    import json
-
-    from .atomic import atomic_path
-    from .catalogue import write_catalogue
-    from .fields import cube_attrs, open_field, write_field
-    from .split import read_cubes
-
     truth_attrs = dict(open_field(truth_path).attrs)
     if cubes_json is not None:
         test = read_cubes(cubes_json).test

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 
-def log_to_file(path: str | None, level: int = logging.INFO) -> logging.Logger:
-    """Send the `dm2gal` logger, warnings and stderr (tqdm, tracebacks) to `path`.
+def log_to_file(path: str | None) -> logging.Logger:
+    """Send the `dm2gal` logger (level INFO), warnings and stderr (tqdm, tracebacks) to `path`.
 
     Rule scripts call `log_to_file(snakemake.log[0])` first; with `path=None`
     (library use) messages go to stderr. Returns the `dm2gal` logger.
@@ -21,7 +21,7 @@ def log_to_file(path: str | None, level: int = logging.INFO) -> logging.Logger:
         handlers = [logging.StreamHandler(stream)]
     else:
         handlers = [logging.StreamHandler(sys.stderr)]
-    logging.basicConfig(level=level, handlers=handlers, force=True,
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logging.captureWarnings(True)
     return logging.getLogger("dm2gal")

@@ -16,11 +16,14 @@ Fields are read in x-slabs, so calibration on a 2048^3 box holds one slab plus t
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import atomic_path
+from .fields import open_field, read_periodic
 from .split import Cube, read_cubes, slab_mask
 
 log = logging.getLogger("dm2gal.occupancy")
@@ -105,11 +108,6 @@ def run(stellar_path, subhalo_path, cubes_json, out_json, criterion: str, slab: 
 
     Occupied voxels are those above the split's `min_stellar_mass` (from cubes.json).
     """
-    import json
-
-    from .atomic import atomic_path
-    from .fields import open_field, read_periodic
-
     stellar, subhalo = open_field(stellar_path), open_field(subhalo_path)
     cubes = read_cubes(cubes_json)
     min_mass = cubes.min_stellar_mass

@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
 MAX_ERRORS = 5
 """Problems listed at most in one ConfigError (the rest are counted)."""
@@ -81,9 +83,6 @@ def _describe(error) -> str:
 
 def validate_config(config: dict, schema_file: str | Path) -> None:
     """Raise ConfigError unless `config` satisfies the schema (following `$ref`s to sibling files)."""
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
-
     schema_file = Path(schema_file).resolve()
     schema = dict(yaml.safe_load(schema_file.read_text()), **{"$id": schema_file.as_uri()})
 

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import atomic_path
+from .fields import open_field, read_periodic
+from .tng import load_halos, load_subhalos
+
 log = logging.getLogger("dm2gal.split")
 
 UNITS = ("voxels", "Mpc/h", "box")
@@ -191,8 +195,6 @@ def cube_report(cube: Cube, stellar, dm, dm_box_mean: float, min_mass: float, bo
     cube is given relative to `dm_box_mean` (voxel mean of the whole box): a cube in a
     big void has a ratio well below 1.
     """
-    from .fields import read_periodic
-
     n = int(stellar.shape[0])
     voxel = box_size / n
     ms = read_periodic(stellar, cube.start, (cube.size,) * 3).astype(np.float64)
@@ -227,8 +229,6 @@ def cube_report(cube: Cube, stellar, dm, dm_box_mean: float, min_mass: float, bo
 
 def _catalogue(base: str, snapshot: int, halo_mass_field: str, hydro: bool) -> tuple[dict, dict | None]:
     """FoF groups {'pos', 'mass'} of one run, and for the hydro run its galaxies {'pos', 'mstar'}."""
-    from .tng import load_halos, load_subhalos
-
     h = load_halos(base, snapshot, ["GroupPos", halo_mass_field])
     halos = ({"pos": h["GroupPos"], "mass": h[halo_mass_field]} if h["count"]
              else {"pos": np.zeros((0, 3)), "mass": np.zeros(0)})
@@ -259,6 +259,69 @@ def read_cubes(cubes_json) -> SplitCubes:
     return SplitCubes(cube["validation"], cube["test"], float(report["min_stellar_mass"]))
 
 
+def _open_inputs(stellar_path, dm_path, subhalo_path):
+    """The stellar, dark-matter and subhalo fields, opened, and their common (n_grid, box_size [Mpc/h])."""
+    fields = [open_field(p) for p in (stellar_path, dm_path, subhalo_path)]
+    attrs = [dict(f.attrs) for f in fields]
+    n, box = int(attrs[0]["n_grid"]), float(attrs[0]["box_size"])
+    if any(int(a["n_grid"]) != n or not np.isclose(float(a["box_size"]), box) for a in attrs):
+        raise ValueError("the stellar, dark-matter and subhalo fields differ in n_grid or box_size")
+    return (*fields, n, box)
+
+
+def _cubes_and_blocks(cfg: dict, n: int, box: float, seed: int) -> tuple[dict[str, Cube], int, list[Cube]]:
+    """The validation and test Cubes of the `split` config `cfg` (checked apart), the calibration
+    blocks' edge [voxels] (checked) and the blocks drawn outside both cubes."""
+    cubes = {name: resolve_cube(cfg[name], cfg["units"], n, box) for name in ("validation", "test")}
+    if cubes_overlap(cubes["validation"], cubes["test"], n):
+        raise ValueError(f"validation cube {cubes['validation']} and test cube {cubes['test']} overlap")
+    calib = cfg.get("calibration", {})
+    block = calibration_block(cfg, n, box)
+    if not 1 <= block <= n:
+        raise ValueError(f"split.calibration.block {calib.get('block')} ({cfg['units']}) is not between one voxel "
+                         f"and the {n}^3 grid")
+    blocks = calibration_blocks(n, block, float(calib.get("fraction", 0.15)), list(cubes.values()), seed)
+    return cubes, block, blocks
+
+
+def _training_weights(scan: dict, cfg: dict, min_mass: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sampling weights (N,), bin edges (log10 Msun/h), importance (N,)) of the scanned training
+    voxels, counted in bins of `cfg["weight_by"]` (stellar or gravity-only subhalo mass)."""
+    power = float(cfg.get("weight_power", 1.0))
+    if cfg.get("weight_by", "stellar_mass") == "subhalo_mass":
+        weights, edges = input_weights(scan["inputs"][:, 1], int(cfg["weight_bins"]), power)
+        return weights, edges, np.ones(len(weights))  # weights of an input: no correction needed
+    weights, edges = sample_weights(scan["mstar"], int(cfg["weight_bins"]), min_mass,
+                                    float(cfg["weight_max_mass"]), power)
+    return weights, edges, weights.mean() / weights  # the importance undoes draws weighted by the target
+
+
+def _validation_voxels(stellar, val: Cube, min_mass: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(coords (K, 3) int32 on the parent grid, log10 M* (K,) float32) of the validation cube's
+    voxels with stellar mass > `min_mass` [Msun/h], in the cube's C order."""
+    vm = read_periodic(stellar, val.start, (val.size,) * 3)
+    vidx = np.argwhere(vm > min_mass)
+    coords = ((vidx + np.asarray(val.start)) % n).astype(np.int32)
+    return coords, np.log10(vm[vm > min_mass]).astype(np.float32)
+
+
+def _split_report(cfg: dict, n: int, box: float, cubes: dict[str, Cube], block: int, blocks: list[Cube],
+                  scan: dict, stellar, dm, dark_base, hydro_base, snapshot: int) -> dict:
+    """cubes.json: grid, threshold, training and calibration counts, and a `cube_report` per cube."""
+    min_mass = float(cfg["min_stellar_mass"])
+    dark_halos, _ = _catalogue(dark_base, snapshot, cfg["halo_mass_field"], hydro=False)
+    hydro_halos, galaxies = _catalogue(hydro_base, snapshot, cfg["halo_mass_field"], hydro=True)
+    return {
+        "n_grid": n, "box_size": box, "units_in_config": cfg["units"], "min_stellar_mass": min_mass,
+        "halo_mass_field": cfg["halo_mass_field"],
+        "training_voxels": int(len(scan["mstar"])),
+        "calibration": {"block_voxels": block, "blocks": len(blocks),
+                        "fraction_of_box": len(blocks) * block ** 3 / n ** 3},
+        **{name: cube_report(c, stellar, dm, float(scan["box_mean"][0]), min_mass, box, galaxies,
+                             {"dark": dark_halos, "hydro": hydro_halos}) for name, c in cubes.items()},
+    }
+
+
 def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapshot: int, cfg: dict,
               cubes_json, train_npz, seed: int = 0) -> dict:
     """The split stage: cubes.json (cubes and their reports) and train.npz (see docs/pipeline.md).
@@ -273,55 +336,19 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     voxels, val_coords / val_log_mstar (the validation cube's voxels above the
     threshold, where the validation painting is done), n_grid, box_size, min_stellar_mass.
     """
-    from .atomic import atomic_path
-    from .fields import open_field, read_periodic
-
-    stellar, dm, sub = (open_field(p) for p in (stellar_path, dm_path, subhalo_path))
-    attrs = [dict(f.attrs) for f in (stellar, dm, sub)]
-    n, box = int(attrs[0]["n_grid"]), float(attrs[0]["box_size"])
-    if any(int(a["n_grid"]) != n or not np.isclose(float(a["box_size"]), box) for a in attrs):
-        raise ValueError("the stellar, dark-matter and subhalo fields differ in n_grid or box_size")
-    cubes = {name: resolve_cube(cfg[name], cfg["units"], n, box) for name in ("validation", "test")}
-    if cubes_overlap(cubes["validation"], cubes["test"], n):
-        raise ValueError(f"validation cube {cubes['validation']} and test cube {cubes['test']} overlap")
-    calib = cfg.get("calibration", {})
-    block = calibration_block(cfg, n, box)
-    if not 1 <= block <= n:
-        raise ValueError(f"split.calibration.block {calib.get('block')} ({cfg['units']}) is not between one voxel "
-                         f"and the {n}^3 grid")
-    blocks = calibration_blocks(n, block, float(calib.get("fraction", 0.15)), list(cubes.values()), seed)
+    stellar, dm, sub, n, box = _open_inputs(stellar_path, dm_path, subhalo_path)
+    cubes, block, blocks = _cubes_and_blocks(cfg, n, box, seed)
     min_mass = float(cfg["min_stellar_mass"])
-    scale = float(attrs[1]["total_mass"]) / n ** 3  # mean matter mass per voxel of the gravity-only run
+    scale = float(dm.attrs["total_mass"]) / n ** 3  # mean matter mass per voxel of the gravity-only run
     scan = scan_training_region(stellar, [dm, sub], list(cubes.values()) + blocks, min_mass, slab=int(stellar.chunks[0]),
                                 scales=[scale, scale])
     if len(scan["mstar"]) == 0:
         raise ValueError(f"no training voxel has stellar mass > {min_mass:g} Msun/h")
-    power = float(cfg.get("weight_power", 1.0))
-    if cfg.get("weight_by", "stellar_mass") == "subhalo_mass":
-        weights, edges = input_weights(scan["inputs"][:, 1], int(cfg["weight_bins"]), power)
-        importance = np.ones(len(weights))  # weights of an input: no correction needed
-    else:
-        weights, edges = sample_weights(scan["mstar"], int(cfg["weight_bins"]), min_mass,
-                                        float(cfg["weight_max_mass"]), power)
-        importance = weights.mean() / weights  # undoes draws weighted by the target
-
+    weights, edges, importance = _training_weights(scan, cfg, min_mass)
     log_m = np.log10(scan["mstar"])
-    val = cubes["validation"]
-    vm = read_periodic(stellar, val.start, (val.size,) * 3)
-    vidx = np.argwhere(vm > min_mass)
-    val_coords = ((vidx + np.asarray(val.start)) % n).astype(np.int32)
+    val_coords, val_log_mstar = _validation_voxels(stellar, cubes["validation"], min_mass, n)
 
-    dark_halos, _ = _catalogue(dark_base, snapshot, cfg["halo_mass_field"], hydro=False)
-    hydro_halos, galaxies = _catalogue(hydro_base, snapshot, cfg["halo_mass_field"], hydro=True)
-    report = {
-        "n_grid": n, "box_size": box, "units_in_config": cfg["units"], "min_stellar_mass": min_mass,
-        "halo_mass_field": cfg["halo_mass_field"],
-        "training_voxels": int(len(log_m)),
-        "calibration": {"block_voxels": block, "blocks": len(blocks),
-                        "fraction_of_box": len(blocks) * block ** 3 / n ** 3},
-        **{name: cube_report(c, stellar, dm, float(scan["box_mean"][0]), min_mass, box, galaxies,
-                             {"dark": dark_halos, "hydro": hydro_halos}) for name, c in cubes.items()},
-    }
+    report = _split_report(cfg, n, box, cubes, block, blocks, scan, stellar, dm, dark_base, hydro_base, snapshot)
     for name in cubes:
         r = report[name]
         log.info("%s cube: start %s, %d voxels (%.2f Mpc/h), %d galaxies, %d galaxy voxels, "
@@ -335,7 +362,7 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
                  importance=importance.astype(np.float32), weight_by=cfg.get("weight_by", "stellar_mass"), bin_edges=edges,
                  input_scale=np.array([scale, scale]), input_mean=scan["input_mean"], input_std=scan["input_std"],
                  target_mean=log_m.mean(), target_std=log_m.std(),
-                 val_coords=val_coords, val_log_mstar=np.log10(vm[vm > min_mass]).astype(np.float32),
+                 val_coords=val_coords, val_log_mstar=val_log_mstar,
                  calibration_blocks=np.array([[*b.start, b.size] for b in blocks], np.int32).reshape(-1, 4),
                  n_grid=n, box_size=box, min_stellar_mass=min_mass)
     return report

@@ -31,6 +31,10 @@ import os
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import atomic_path
+from .fields import cube_attrs, open_field, read_field, read_periodic
+from .split import read_cubes
+
 log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
@@ -56,7 +60,7 @@ def overdensity(field: np.ndarray) -> np.ndarray:
 
 def power_spectrum(delta: np.ndarray, box_size: float, mas: str = "CIC", threads: int = 1) -> dict:
     """Monopole P(k) of a cubic overdensity: {'k', 'pk', 'nmodes', 'pk_err'} (1D arrays per k bin)."""
-    import Pk_library as PKL
+    import Pk_library as PKL  # Pylians: ~1 s to import; the Snakefile's config checks import this module
 
     with _quiet():
         p = PKL.Pk(np.ascontiguousarray(delta, dtype=np.float32), float(box_size), 0, mas, threads,
@@ -70,7 +74,7 @@ def power_spectrum(delta: np.ndarray, box_size: float, mas: str = "CIC", threads
 def cross_statistics(delta_pred: np.ndarray, delta_true: np.ndarray, box_size: float,
                      mas: str = "CIC", threads: int = 1) -> dict:
     """r(k) and T(k) of a prediction against the truth: {'k', 'pxy', 'r', 'transfer'}."""
-    import Pk_library as PKL
+    import Pk_library as PKL  # Pylians: ~1 s to import; the Snakefile's config checks import this module
 
     fields = [np.ascontiguousarray(d, dtype=np.float32) for d in (delta_pred, delta_true)]
     with _quiet():
@@ -97,7 +101,7 @@ def bispectrum(delta: np.ndarray, box_size: float, k1: float, k2: float, theta: 
     sqrt(V P(k1) P(k2) P(k3) / N_tri), with N_tri the number of triangles in the
     bin (Pylians' `triangles` times n^6). Raises if the triangle is not resolved.
     """
-    import Pk_library as PKL
+    import Pk_library as PKL  # Pylians: ~1 s to import; the Snakefile's config checks import this module
 
     n = delta.shape[0]
     if not resolved(k1, k2, box_size, n):
@@ -208,8 +212,6 @@ def split_realisations(stats: dict) -> list[dict]:
 
 def save_stats(path: str | os.PathLike, stats: dict) -> None:
     """Write a `summarise` dict to an .npz, atomically."""
-    from .atomic import atomic_path
-
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **stats)
@@ -226,9 +228,6 @@ def read_truth(hydro_field: str | os.PathLike, cubes_json: str | os.PathLike | N
     """The true stellar mass of the region, cut periodically from the whole-box hydro field:
     the test cube of `cubes_json`, or the whole box when it is None. Returns (array (size,)*3
     [Msun/h], `dm2gal.fields.cube_attrs`: box_size = region side [Mpc/h], n_grid, origin, ...)."""
-    from .fields import cube_attrs, open_field, read_periodic
-    from .split import read_cubes
-
     arr = open_field(hydro_field)
     parent = dict(arr.attrs)
     test = read_cubes(cubes_json).test if cubes_json is not None else None
@@ -240,8 +239,6 @@ def read_model_cube(path: str | os.PathLike, start: list[int], size: int) -> tup
     """A model's field over the region (first voxel `start`, side `size`): a painted or HOD cube
     field, checked to cover exactly that region (origin, size), or a whole-box grid field (no
     origin, e.g. the ideal painter's), cut from it."""
-    from .fields import open_field, read_field, read_periodic
-
     arr = open_field(path)
     attrs = dict(arr.attrs)
     if "origin" not in attrs:

@@ -14,6 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .atomic import atomic_path
+
 KPC_PER_MPC = 1000.0
 """File lengths (ckpc/h) per library length (Mpc/h)."""
 MASS_UNIT = 1.0e10
@@ -31,11 +33,6 @@ MASS_FIELDS = frozenset(
 
 SIMS = ("dark", "hydro")
 """The two runs of a pair: gravity-only and hydrodynamic."""
-
-
-def output_dir(data_dir: str | os.PathLike, sim: str) -> Path:
-    """`{data_dir}/{sim}/output`: the basePath illustris_python expects."""
-    return Path(data_dir) / sim / "output"
 
 
 def snapshot_path(base: str | os.PathLike, snap: int, chunk: int) -> Path:
@@ -136,14 +133,14 @@ def read_particle_chunk(
 
 def load_subhalos(base: str | os.PathLike, snap: int, fields: list[str]) -> dict[str, np.ndarray]:
     """Subhalo catalogue fields via illustris_python, in library units; always has 'count'."""
-    import illustris_python as il
+    import illustris_python as il  # ~0.7 s to import; the Snakefile imports this module on every job
 
     return _converted(il.groupcat.loadSubhalos(str(base), snap, fields=list(fields)), fields)
 
 
 def load_halos(base: str | os.PathLike, snap: int, fields: list[str]) -> dict[str, np.ndarray]:
     """FoF group catalogue fields via illustris_python, in library units; always has 'count'."""
-    import illustris_python as il
+    import illustris_python as il  # ~0.7 s to import; the Snakefile imports this module on every job
 
     return _converted(il.groupcat.loadHalos(str(base), snap, fields=list(fields)), fields)
 
@@ -198,8 +195,6 @@ def write_snapshot(
     (n, 3)], ParticleIDs, Masses [Msun/h] for types without a MassTable entry) to
     arrays in library units. Each file is written under a temporary name and moved.
     """
-    from .atomic import atomic_path
-
     counts = np.zeros(6, dtype=np.int64)
     for t, fields in particles.items():
         counts[t] = len(fields["Coordinates"])
@@ -241,8 +236,6 @@ def write_groupcat(
     contiguous blocks, as in TNG. `header` carries the cosmology keys of
     `write_snapshot`.
     """
-    from .atomic import atomic_path
-
     n_groups = len(next(iter(halos.values()))) if halos else 0
     n_subs = len(next(iter(subhalos.values()))) if subhalos else 0
     g_slices = _chunk_slices(n_groups, n_chunks)

@@ -18,7 +18,7 @@ Failures and what happens:
 
 Redirects (3xx with Location) are followed by hand, at most `max_redirects`. The
 secret headers (`secret_headers`, e.g. TNG's `api-key`) go only to hosts that
-`key_allowed(host)` accepts; by default, the host of the first URL and hosts of the
+`same_site(first URL)` accepts: the host of the first URL and hosts of the
 same parent domain (a redirect from www.tng-project.org to data.tng-project.org
 keeps the key; one to a foreign storage host does not). Neither the key nor the
 headers ever appear in messages or exceptions.
@@ -27,7 +27,6 @@ headers ever appear in messages or exceptions.
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
+
+from .manifest import sha256 as file_sha256
 
 log = logging.getLogger("dm2gal.acquire.http")
 
@@ -152,26 +153,152 @@ def _public(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
+class _Backoff:
+    """The retry budget of one download: consecutive attempts without a new byte, and the next wait [s]."""
+
+    def __init__(self, url: str, policy: Policy, sleep: Callable[[float], None]):
+        self.url, self.policy, self.sleep = url, policy, sleep
+        self.stalls = 0
+        self.wait = policy.backoff_s
+
+    def progressed(self) -> None:
+        """New bytes arrived: the budget and the backoff start afresh."""
+        self.stalls, self.wait = 0, self.policy.backoff_s
+
+    def fail(self, reason: str, delay: float | None = None) -> None:
+        """Count a failed attempt and sleep before the next (`delay` [s], else the backoff; capped);
+        DownloadError once `policy.retries` attempts in a row delivered nothing."""
+        policy = self.policy
+        self.stalls += 1
+        if self.stalls > policy.retries:
+            raise DownloadError(f"{_public(self.url)}: giving up after {policy.retries} retries ({reason})")
+        delay = min(policy.max_backoff_s, self.wait if delay is None else delay)
+        log.warning("%s: %s; retry %d/%d in %.1f s", _public(self.url), reason, self.stalls, policy.retries, delay)
+        self.sleep(delay)
+        self.wait = min(policy.max_backoff_s, self.wait * 2)
+
+
+_AGAIN = object()
+"""What one attempt returns when it failed (already counted by `_Backoff.fail`): try again."""
+
+
+def _receive(response: requests.Response, part: Path, offset: int, backoff: _Backoff, progress):
+    """Write the body of a 200/206 `response` into `part` from byte `offset` (0 for a 200).
+
+    Returns the file size [bytes] the server announced (None when it did not), or `_AGAIN`
+    when the server resumed at another byte (the `.part` is deleted) or the connection
+    dropped (the bytes received so far stay in the `.part`).
+    """
+    first, total = _content_range_total(response)
+    length = response.headers.get("Content-Length")
+    if response.status_code == 206 and first != offset:
+        part.unlink(missing_ok=True)
+        backoff.fail(f"server resumed at byte {first}, not {offset}; restarting")
+        return _AGAIN
+    if response.status_code == 200:
+        offset = 0  # the server ignored Range (or there was none): start over
+    size_known = total if total is not None else (offset + int(length) if length is not None else None)
+    if progress is not None:
+        progress.reset(total=size_known)
+        progress.update(offset)
+    got = 0
+    try:
+        with open(part, "r+b" if offset else "wb") as f:
+            f.seek(offset)
+            f.truncate()
+            # read1 hands over bytes as they arrive, so a drop loses none of them
+            while block := response.raw.read1(BLOCK, decode_content=False):
+                f.write(block)
+                got += len(block)
+                if progress is not None:
+                    progress.update(len(block))
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as err:
+        if got:
+            backoff.progressed()
+        backoff.fail(f"connection dropped after {offset + got} bytes ({type(err).__name__}); resuming")
+        return _AGAIN
+    if got:
+        backoff.progressed()
+    return size_known
+
+
+def _attempt(session: requests.Session, url: str, params: dict | None, secret: dict,
+             key_allowed: Callable[[str], bool], key_env: str | None, part: Path, backoff: _Backoff, progress):
+    """One GET of the rest of `part` (a Range request from its size), written into `part`.
+
+    Returns the announced file size [bytes] (None when unknown) or `_AGAIN` after a
+    retryable failure; raises AuthError on 401/403 and DownloadError on other 4xx.
+    """
+    offset = part.stat().st_size if part.exists() else 0
+    # identity encoding: byte offsets and Content-Length then refer to the file itself
+    range_header = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
+    try:
+        response = _open(session, url, params, range_header, secret, key_allowed, backoff.policy)
+    except (requests.ConnectionError, requests.Timeout) as err:
+        backoff.fail(f"{type(err).__name__}")
+        return _AGAIN
+    with response:
+        status = response.status_code
+        if status in AUTH_STATUS:
+            raise _auth_error(url, response, key_env)
+        if status == 416:  # our offset is at or past the end: restart if the .part is not exactly whole
+            _, total = _content_range_total(response)
+            if total is not None and offset == total:
+                return total
+            part.unlink(missing_ok=True)
+            backoff.fail("requested range not satisfiable; restarting from byte 0")
+            return _AGAIN
+        if status in RETRY_STATUS:
+            backoff.fail(f"HTTP {status}", retry_after(response, backoff.wait))
+            return _AGAIN
+        if status not in (200, 206):
+            raise DownloadError(f"{_public(url)}: HTTP {status} ({response.reason})")
+        return _receive(response, part, offset, backoff, progress)
+
+
+def _complete(part: Path, size_known: int | None, backoff: _Backoff) -> bool:
+    """Whether `part` holds exactly the announced `size_known` bytes (any size when unknown); a
+    short file is kept to resume, a long one deleted, and either counts as a failed attempt."""
+    size = part.stat().st_size if part.exists() else 0
+    if size_known is not None and size < size_known:
+        backoff.fail(f"got {size} of {size_known} bytes; resuming")
+        return False
+    if size_known is not None and size > size_known:
+        part.unlink()
+        backoff.fail(f"got {size} bytes, more than the announced {size_known}; restarting")
+        return False
+    return True
+
+
+def _content_problem(part: Path, sha256: str | None, check: Callable[[Path], None] | None) -> str | None:
+    """Why the complete `part` is not the archive's file (SHA-256 or content check), or None."""
+    if sha256 is not None and (digest := file_sha256(part)) != sha256.lower():
+        return f"SHA-256 {digest} differs from the archive's {sha256}"
+    if check is not None:
+        try:
+            check(part)
+        except Exception as err:  # any content failure means: fetch it again
+            return f"content check failed: {err}"
+    return None
+
+
 def download(
     url: str,
     dest: str | os.PathLike,
     *,
     params: dict | None = None,
-    headers: dict | None = None,
     secret_headers: dict | None = None,
     key_env: str | None = "TNG_API_KEY",
-    key_allowed: Callable[[str], bool] | None = None,
     sha256: str | None = None,
     check: Callable[[Path], None] | None = None,
     policy: Policy = Policy(),
-    session: requests.Session | None = None,
     progress=None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Path:
     """Fetch `url` (with query `params`) to `dest`; returns `dest`.
 
-    `secret_headers` (e.g. {"api-key": key}) are sent only to hosts `key_allowed`
-    accepts (default `same_site(url)`); `key_env` names where the key came from,
+    `secret_headers` (e.g. {"api-key": key}) are sent only to hosts
+    `same_site(url)` accepts; `key_env` names where the key came from,
     for the 401/403 message (None: a public server). `sha256`: expected hex digest, checked when given.
     `check(path)`: raises on bad content (called on the complete `.part`).
     `progress`: a tqdm-like object with `update(n)`, `reset(total)`; optional.
@@ -181,97 +308,16 @@ def download(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    session = session or requests.Session()
+    session = requests.Session()
     secret = dict(secret_headers or {})
-    key_allowed = key_allowed or same_site(url)
-    stalls = refetches = 0
-    wait = policy.backoff_s
-
-    def fail(reason: str, delay: float | None = None) -> None:
-        nonlocal stalls, wait
-        stalls += 1
-        if stalls > policy.retries:
-            raise DownloadError(f"{_public(url)}: giving up after {policy.retries} retries ({reason})")
-        delay = min(policy.max_backoff_s, wait if delay is None else delay)
-        log.warning("%s: %s; retry %d/%d in %.1f s", _public(url), reason, stalls, policy.retries, delay)
-        sleep(delay)
-        wait = min(policy.max_backoff_s, wait * 2)
-
+    key_allowed = same_site(url)
+    backoff = _Backoff(url, policy, sleep)
+    refetches = 0
     while True:
-        offset = part.stat().st_size if part.exists() else 0
-        # identity encoding: byte offsets and Content-Length then refer to the file itself
-        range_header = {"Accept-Encoding": "identity", **({"Range": f"bytes={offset}-"} if offset else {})}
-        try:
-            response = _open(session, url, params, {**(headers or {}), **range_header}, secret,
-                             key_allowed, policy)
-        except (requests.ConnectionError, requests.Timeout) as err:
-            fail(f"{type(err).__name__}")
+        size_known = _attempt(session, url, params, secret, key_allowed, key_env, part, backoff, progress)
+        if size_known is _AGAIN or not _complete(part, size_known, backoff):
             continue
-        with response:
-            status = response.status_code
-            if status in AUTH_STATUS:
-                raise _auth_error(url, response, key_env)
-            if status == 416:  # our offset is at or past the end: restart if the .part is not exactly whole
-                _, total = _content_range_total(response)
-                if total is not None and offset == total:
-                    size_known = total
-                else:
-                    part.unlink(missing_ok=True)
-                    fail("requested range not satisfiable; restarting from byte 0")
-                    continue
-            elif status in RETRY_STATUS:
-                fail(f"HTTP {status}", retry_after(response, wait))
-                continue
-            elif status not in (200, 206):
-                raise DownloadError(f"{_public(url)}: HTTP {status} ({response.reason})")
-            else:
-                first, total = _content_range_total(response)
-                length = response.headers.get("Content-Length")
-                if status == 206 and first != offset:
-                    part.unlink(missing_ok=True)
-                    fail(f"server resumed at byte {first}, not {offset}; restarting")
-                    continue
-                if status == 200:
-                    offset = 0  # the server ignored Range (or there was none): start over
-                size_known = total if total is not None else (
-                    offset + int(length) if length is not None else None)
-                if progress is not None:
-                    progress.reset(total=size_known)
-                    progress.update(offset)
-                got = 0
-                try:
-                    with open(part, "r+b" if offset else "wb") as f:
-                        f.seek(offset)
-                        f.truncate()
-                        # read1 hands over bytes as they arrive, so a drop loses none of them
-                        while block := response.raw.read1(BLOCK, decode_content=False):
-                            f.write(block)
-                            got += len(block)
-                            if progress is not None:
-                                progress.update(len(block))
-                except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as err:
-                    if got:
-                        stalls, wait = 0, policy.backoff_s
-                    fail(f"connection dropped after {offset + got} bytes ({type(err).__name__}); resuming")
-                    continue
-                if got:
-                    stalls, wait = 0, policy.backoff_s
-        size = part.stat().st_size if part.exists() else 0
-        if size_known is not None and size < size_known:
-            fail(f"got {size} of {size_known} bytes; resuming")
-            continue
-        if size_known is not None and size > size_known:
-            part.unlink()
-            fail(f"got {size} bytes, more than the announced {size_known}; restarting")
-            continue
-        problem = None
-        if sha256 is not None and (digest := _sha256(part)) != sha256.lower():
-            problem = f"SHA-256 {digest} differs from the archive's {sha256}"
-        elif check is not None:
-            try:
-                check(part)
-            except Exception as err:  # any content failure means: fetch it again
-                problem = f"content check failed: {err}"
+        problem = _content_problem(part, sha256, check)
         if problem:
             part.unlink()
             refetches += 1
@@ -283,31 +329,20 @@ def download(
         return dest
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def get_json(url: str, *, secret_headers: dict | None = None, key_env: str | None = "TNG_API_KEY",
-             policy: Policy = Policy(), session: requests.Session | None = None,
-             sleep: Callable[[float], None] = time.sleep):
+             policy: Policy = Policy()):
     """GET a JSON document (an API listing) with the same retries, redirects and key handling.
 
     Returns the parsed JSON, or None on 404 (an endpoint this archive does not offer).
     """
-    text = get_text(url, secret_headers=secret_headers, key_env=key_env, policy=policy,
-                    session=session, sleep=sleep)
+    text = get_text(url, secret_headers=secret_headers, key_env=key_env, policy=policy)
     return None if text is None else json.loads(text)
 
 
 def get_text(url: str, *, secret_headers: dict | None = None, key_env: str | None = "TNG_API_KEY",
-             policy: Policy = Policy(), session: requests.Session | None = None,
-             sleep: Callable[[float], None] = time.sleep) -> str | None:
+             policy: Policy = Policy()) -> str | None:
     """GET a small text document with retries; None on 404."""
-    session = session or requests.Session()
+    session = requests.Session()
     allowed = same_site(url)
     wait = policy.backoff_s
     for attempt in range(policy.retries + 1):
@@ -335,6 +370,6 @@ def get_text(url: str, *, secret_headers: dict | None = None, key_env: str | Non
             raise DownloadError(f"{_public(url)}: giving up after {policy.retries} retries ({reason})")
         delay = min(policy.max_backoff_s, delay)
         log.warning("%s: %s; retry %d/%d in %.1f s", _public(url), reason, attempt + 1, policy.retries, delay)
-        sleep(delay)
+        time.sleep(delay)
         wait = min(policy.max_backoff_s, wait * 2)
     raise AssertionError("unreachable")

@@ -10,12 +10,12 @@ generate it again in place, and its new manifest records the new settings.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ..evaluate import run_name
 from ..schema import ConfigError
+from .manifest import read_manifest
 
 
 def acquired_with(config: dict, run: str) -> dict:
@@ -45,7 +45,7 @@ def check_acquired(data_dir: str | os.PathLike, results_dir: str | os.PathLike, 
     path = Path(data_dir) / run / "manifest.json"
     if not path.exists():
         return
-    manifest = json.loads(path.read_text())
+    manifest = read_manifest(path.parent)
     recorded = manifest.get("acquired_with", {"source": manifest["source"]})
     if recorded["source"] == expected["source"] == "synthetic":
         return

@@ -13,11 +13,11 @@ from .. import tng
 from ..atomic import atomic_path
 
 
-def sha256(path: str | os.PathLike, block: int = 1 << 22) -> str:
+def sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file, read in 4 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(block):
+        while chunk := f.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
 

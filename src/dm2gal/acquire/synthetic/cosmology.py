@@ -28,7 +28,7 @@ G_NEWTON = 4.30091727e-9
 
 def colossus(params: dict = TNG_COSMOLOGY):
     """The colossus Cosmology for `params` (flat, no radiation), made current and returned."""
-    from colossus.cosmology import cosmology
+    from colossus.cosmology import cosmology  # only the tests' checks against theory need colossus
 
     return cosmology.setCosmology(
         "dm2gal-tng",

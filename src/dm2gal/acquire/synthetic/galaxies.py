@@ -78,6 +78,95 @@ def plummer_offsets(rng: np.random.Generator, n: int, r_half: np.ndarray) -> np.
     return r[:, None] * direction
 
 
+def _stellar_masses(host_mass: np.ndarray, positions: np.ndarray, tree, n_particles: int, box: float, gal: dict,
+                    h: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(drawn M* (n,), its noise-free mean E[M*] (n,)) [Msun/h] of subhalos with host masses
+    `host_mass` [Msun/h] at `positions` [Mpc/h]: the Moster relation, the environment term and
+    a log-normal scatter (`gal`: the `galaxies` config section); draws n normals from `rng`."""
+    env = overdensity(tree, positions, gal["env_radius"], n_particles, box)
+    residual = environment_residual(np.log10(host_mass), np.log10(env))
+    log_mu = (np.log10(moster_stellar_mass(host_mass, h, gal["log_m1"], gal["n"], gal["beta"], gal["gamma"]))
+              + gal["env_slope"] * residual)
+    mstar = 10.0 ** (log_mu + gal["scatter"] * rng.standard_normal(len(host_mass)))
+    return mstar, lognormal_mean(log_mu, gal["scatter"])
+
+
+def _ratio(m: np.ndarray, bar: dict) -> np.ndarray:
+    """`mass_ratio` with the parameters of the `baryons` config section `bar`."""
+    return mass_ratio(m, bar["mass_ratio_min"], bar["log_mass_ratio_pivot"], bar["mass_ratio_slope"])
+
+
+def _hydro_subhalo_masses(halos: dict, subhalos: dict, is_central: np.ndarray, keep: np.ndarray,
+                          bar: dict) -> np.ndarray:
+    """(n_subs,) hydro mass [Msun/h] of every dark subhalo: r(M) M for satellites; for centrals
+    the hydro group mass less that of the surviving satellites (`keep`), at least 0."""
+    grnr = subhalos["SubhaloGrNr"]
+    group_mass = _ratio(halos["GroupMass"], bar) * halos["GroupMass"]
+    sub_mass = _ratio(subhalos["SubhaloMass"], bar) * subhalos["SubhaloMass"]
+    sat_sum = np.bincount(grnr[keep & ~is_central], weights=sub_mass[keep & ~is_central],
+                          minlength=len(halos["GroupMass"]))
+    sub_mass[is_central] = np.maximum(group_mass - sat_sum, 0.0)
+    return sub_mass
+
+
+def _mass_types(mass: np.ndarray, mstar: np.ndarray, f_b: float) -> np.ndarray:
+    """(n, 6) masses per particle type [Msun/h] of subhalos of hydro mass `mass` and stellar
+    mass `mstar`: stars M*, dark matter (1 - f_b) M, gas the rest (>= 0)."""
+    mass_type = np.zeros((len(mass), 6))
+    mass_type[:, 4] = mstar
+    mass_type[:, 1] = (1.0 - f_b) * mass
+    mass_type[:, 0] = np.maximum(mass - mass_type[:, 1] - mstar, 0.0)
+    return mass_type
+
+
+def _star_particles(pos: np.ndarray, mstar: np.ndarray, gal: dict, box: float,
+                    rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """(particles per subhalo (n,), {Coordinates [Mpc/h], Masses [Msun/h]}): Plummer spheres about
+    the subhalo positions `pos` (n, 3) whose masses sum to each `mstar` [Msun/h], sorted by subhalo."""
+    n_star = np.maximum(1, np.round(mstar / gal["star_particle_mass"])).astype(np.int64)
+    owner = np.repeat(np.arange(len(mstar)), n_star)
+    r_half = gal["stellar_half_mass_radius"] * (mstar / 1e10) ** 0.25
+    star_pos = np.mod(pos[owner] + plummer_offsets(rng, len(owner), r_half[owner]), box)
+    star_pos[star_pos >= box] = 0.0
+    return n_star, {"Coordinates": star_pos, "Masses": (mstar / n_star)[owner]}
+
+
+def _len_types(mass_type: np.ndarray, n_star: np.ndarray, dm_particle_mass: float, f_b: float) -> np.ndarray:
+    """(n, 6) int64 particle counts per type: gas and dark-matter masses over the particle masses
+    [Msun/h], and the star particles."""
+    len_type = np.zeros((len(mass_type), 6), dtype=np.int64)
+    gas_particle_mass = dm_particle_mass * f_b / (1.0 - f_b)
+    len_type[:, 0] = np.round(mass_type[:, 0] / gas_particle_mass)
+    len_type[:, 1] = np.round(mass_type[:, 1] / dm_particle_mass)
+    len_type[:, 4] = n_star
+    return len_type
+
+
+def _hydro_halo_fields(halos: dict, grnr: np.ndarray, pos: np.ndarray, mass_type: np.ndarray,
+                       len_type: np.ndarray, bar: dict) -> dict:
+    """TNG Group* fields of the hydro groups from their surviving subhalos (group `grnr`, position
+    `pos`, per-type masses and counts), in the dark catalogue's group order."""
+    n_groups = len(halos["GroupMass"])
+    nsubs = np.bincount(grnr, minlength=n_groups)
+    first_sub = np.r_[0, np.cumsum(nsubs)[:-1]]
+
+    def group_sum(values):
+        return np.stack([np.bincount(grnr, weights=values[:, t], minlength=n_groups) for t in range(6)], 1)
+
+    g_mass_type = group_sum(mass_type)
+    g_len_type = group_sum(len_type).round().astype(np.int32)
+    return {
+        "GroupPos": pos[first_sub],
+        "GroupMass": g_mass_type.sum(1),
+        "GroupMassType": g_mass_type,
+        "GroupLen": g_len_type.sum(1).astype(np.int32),
+        "GroupLenType": g_len_type,
+        "GroupNsubs": nsubs.astype(np.int32),
+        "GroupFirstSub": first_sub.astype(np.int32),
+        "Group_M_Crit200": _ratio(halos["Group_M_Crit200"], bar) * halos["Group_M_Crit200"],
+    }
+
+
 def hydro_twin(halos: dict, subhalos: dict, tree, n_particles: int, box: float, dm_particle_mass: float,
                params: dict, rng: np.random.Generator, cosmology: dict = TNG_COSMOLOGY):
     """The hydro run's catalogue and star particles from the dark catalogue (library units).
@@ -88,77 +177,28 @@ def hydro_twin(halos: dict, subhalos: dict, tree, n_particles: int, box: float, 
     subhalo, and for every hydro subhalo the index of its dark twin.
     """
     gal, bar = params["galaxies"], params["baryons"]
-    h = cosmology["HubbleParam"]
     f_b = cosmology["OmegaBaryon"] / cosmology["Omega0"]
-    n_groups, n_subs = len(halos["GroupMass"]), len(subhalos["SubhaloMass"])
+    n_subs = len(subhalos["SubhaloMass"])
     grnr = subhalos["SubhaloGrNr"]
     is_central = np.zeros(n_subs, dtype=bool)
     is_central[halos["GroupFirstSub"]] = True
 
-    # stellar masses of every dark subhalo
     host_mass = np.where(is_central, halos["GroupMass"][grnr], subhalos["SubhaloMass"])
-    env = overdensity(tree, subhalos["SubhaloPos"], gal["env_radius"], n_particles, box)
-    residual = environment_residual(np.log10(host_mass), np.log10(env))
-    log_mu = (np.log10(moster_stellar_mass(host_mass, h, gal["log_m1"], gal["n"], gal["beta"], gal["gamma"]))
-              + gal["env_slope"] * residual)
-    mstar = 10.0 ** (log_mu + gal["scatter"] * rng.standard_normal(n_subs))
-    mstar_mean = lognormal_mean(log_mu, gal["scatter"])
-
-    # which subhalos survive, and their hydro masses
+    mstar, mstar_mean = _stellar_masses(host_mass, subhalos["SubhaloPos"], tree, n_particles, box, gal,
+                                        cosmology["HubbleParam"], rng)
+    # which subhalos survive, where they sit, and their hydro masses (rng: after the stellar masses)
     keep = is_central | (rng.uniform(size=n_subs) >= bar["satellite_loss"])
     offsets = bar["position_offset"] * rng.standard_normal((n_subs, 3))
-
-    def ratio(m):
-        return mass_ratio(m, bar["mass_ratio_min"], bar["log_mass_ratio_pivot"], bar["mass_ratio_slope"])
-
-    group_mass = ratio(halos["GroupMass"]) * halos["GroupMass"]
-    sub_mass = ratio(subhalos["SubhaloMass"]) * subhalos["SubhaloMass"]
-    sat_sum = np.bincount(grnr[keep & ~is_central], weights=sub_mass[keep & ~is_central],
-                          minlength=n_groups)
-    sub_mass[is_central] = np.maximum(group_mass - sat_sum, 0.0)
+    sub_mass = _hydro_subhalo_masses(halos, subhalos, is_central, keep, bar)
 
     idx = np.flatnonzero(keep)  # dark order: by group, central first, then satellites
-    mass_h, mstar_h = sub_mass[idx], mstar[idx]
-    mass_type = np.zeros((len(idx), 6))
-    mass_type[:, 4] = mstar_h
-    mass_type[:, 1] = (1.0 - f_b) * mass_h
-    mass_type[:, 0] = np.maximum(mass_h - mass_type[:, 1] - mstar_h, 0.0)
-
-    # star particles
-    n_star = np.maximum(1, np.round(mstar_h / gal["star_particle_mass"])).astype(np.int64)
-    owner = np.repeat(np.arange(len(idx)), n_star)
+    mstar_h = mstar[idx]
+    mass_type = _mass_types(sub_mass[idx], mstar_h, f_b)
     pos_h = np.mod(subhalos["SubhaloPos"][idx] + offsets[idx], box)
-    r_half = gal["stellar_half_mass_radius"] * (mstar_h / 1e10) ** 0.25
-    star_pos = np.mod(pos_h[owner] + plummer_offsets(rng, len(owner), r_half[owner]), box)
-    star_pos[star_pos >= box] = 0.0
-    star_mass = (mstar_h / n_star)[owner]
-
-    len_type = np.zeros((len(idx), 6), dtype=np.int64)
-    gas_particle_mass = dm_particle_mass * f_b / (1.0 - f_b)
-    len_type[:, 0] = np.round(mass_type[:, 0] / gas_particle_mass)
-    len_type[:, 1] = np.round(mass_type[:, 1] / dm_particle_mass)
-    len_type[:, 4] = n_star
+    n_star, stars = _star_particles(pos_h, mstar_h, gal, box, rng)
+    len_type = _len_types(mass_type, n_star, dm_particle_mass, f_b)
     grnr_h = grnr[idx]
-    nsubs = np.bincount(grnr_h, minlength=n_groups)
-    first_sub = np.r_[0, np.cumsum(nsubs)[:-1]]
-
-    def group_sum(values):
-        return np.stack([np.bincount(grnr_h, weights=values[:, t], minlength=n_groups)
-                         for t in range(6)], 1)
-
-    g_mass_type = group_sum(mass_type)
-    g_len_type = group_sum(len_type).round().astype(np.int32)
-    hydro_halos = {
-        "GroupPos": pos_h[first_sub],
-        "GroupMass": g_mass_type.sum(1),
-        "GroupMassType": g_mass_type,
-        "GroupLen": g_len_type.sum(1).astype(np.int32),
-        "GroupLenType": g_len_type,
-        "GroupNsubs": nsubs.astype(np.int32),
-        "GroupFirstSub": first_sub.astype(np.int32),
-        "Group_M_Crit200": ratio(halos["Group_M_Crit200"]) * halos["Group_M_Crit200"],
-    }
-    dark_mass = subhalos["SubhaloMass"][idx]
+    hydro_halos = _hydro_halo_fields(halos, grnr_h, pos_h, mass_type, len_type, bar)
     hydro_subhalos = {
         "SubhaloPos": pos_h,
         "SubhaloVel": subhalos["SubhaloVel"][idx],
@@ -167,8 +207,7 @@ def hydro_twin(halos: dict, subhalos: dict, tree, n_particles: int, box: float, 
         "SubhaloLen": len_type.sum(1).astype(np.int32),
         "SubhaloLenType": len_type.astype(np.int32),
         "SubhaloGrNr": grnr_h.astype(np.int32),
-        "SubhaloVmax": subhalos["SubhaloVmax"][idx] * np.sqrt(mass_type.sum(1) / dark_mass),
+        "SubhaloVmax": subhalos["SubhaloVmax"][idx] * np.sqrt(mass_type.sum(1) / subhalos["SubhaloMass"][idx]),
         "SubhaloStellarMassMean": mstar_mean[idx],
     }
-    stars = {"Coordinates": star_pos, "Masses": star_mass}
     return hydro_halos, hydro_subhalos, stars, idx

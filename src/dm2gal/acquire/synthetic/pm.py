@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import MAS_library as MASL
 import numpy as np
 import scipy.fft
 from tqdm import tqdm
@@ -38,8 +39,6 @@ def _float32_positions(pos: np.ndarray, box: float) -> np.ndarray:
 
 def cic_deposit(pos: np.ndarray, n_mesh: int, box: float) -> np.ndarray:
     """Cloud-in-cell particle counts on a periodic (n_mesh,)*3 float32 mesh (Pylians MAS_library)."""
-    import MAS_library as MASL
-
     mesh = np.zeros((n_mesh,) * 3, dtype=np.float32)
     MASL.MA(_float32_positions(pos, box), mesh, box, "CIC", verbose=False)
     return mesh
@@ -47,8 +46,6 @@ def cic_deposit(pos: np.ndarray, n_mesh: int, box: float) -> np.ndarray:
 
 def cic_interpolate(field: np.ndarray, pos: np.ndarray, box: float) -> np.ndarray:
     """Cloud-in-cell read-back of a (n_mesh,)*3 field at pos, (n,) float32 (Pylians MAS_library)."""
-    import MAS_library as MASL
-
     out = np.zeros(len(pos), dtype=np.float32)
     MASL.CIC_interp(np.ascontiguousarray(field, dtype=np.float32), box, _float32_positions(pos, box), out)
     return out
