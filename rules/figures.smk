@@ -76,34 +76,6 @@ rule metrics:
         "../scripts/metrics.py"
 
 
-rule training_curves:
-    """Loss, learning rate and selection statistic per epoch of every sweep point (dm2gal.figures)."""
-    input:
-        histories=rules.select.input.histories,
-        summary=rules.select.output.summary,
-    output:
-        png=report(
-            results("figures", "training_curves.png"),
-            caption="../workflow/report/training_curves.rst",
-            category="Training",
-            labels={"figure": "training curves", "format": "PNG"},
-        ),
-        pdf=results("figures", "training_curves.pdf"),
-    params:
-        dpi=config["figures"]["dpi"],
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    log:
-        logs("training_curves"),
-    benchmark:
-        results("benchmarks", "training_curves.tsv")
-    conda:
-        "../envs/stats.yaml"
-    script:
-        "../scripts/training_curves.py"
-
-
 # The files a reviewer opens first, as tables in the report (dm2gal.tables.TABLES).
 for _table, _source in SUMMARY_TABLES.items():
 
@@ -135,6 +107,5 @@ for _table, _source in SUMMARY_TABLES.items():
 
 
 FINAL_TARGETS.extend(results("figures", f"{name}.{ext}") for name in FIGURES for ext in ("png", "pdf"))
-FINAL_TARGETS.extend(results("figures", f"training_curves.{ext}") for ext in ("png", "pdf"))
 FINAL_TARGETS.extend(results("tables", f"{table}.html") for table in SUMMARY_TABLES)
 FINAL_TARGETS.extend([results("metrics.json"), results("verdicts.html")])

@@ -84,3 +84,35 @@ rule select:
 
 
 FINAL_TARGETS.extend(rules.select.output)
+
+
+# The sweep's training curves (a report figure): they read select's outputs, so they live here.
+rule training_curves:
+    """Loss, learning rate and selection statistic per epoch of every sweep point (dm2gal.figures)."""
+    input:
+        histories=rules.select.input.histories,
+        summary=rules.select.output.summary,
+    output:
+        png=report(
+            results("figures", "training_curves.png"),
+            caption="../workflow/report/training_curves.rst",
+            category="Training",
+            labels={"figure": "training curves", "format": "PNG"},
+        ),
+        pdf=results("figures", "training_curves.pdf"),
+    params:
+        dpi=config["figures"]["dpi"],
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    log:
+        logs("training_curves"),
+    benchmark:
+        results("benchmarks", "training_curves.tsv")
+    conda:
+        "../envs/stats.yaml"
+    script:
+        "../scripts/training_curves.py"
+
+
+FINAL_TARGETS.extend(results("figures", f"training_curves.{ext}") for ext in ("png", "pdf"))

@@ -248,8 +248,8 @@ def test_figures_are_written(tmp_path):
 
 @pytest.mark.slow
 def test_stats_figures_and_metrics_rules_and_report(tmp_path, repo):
-    """The stage's rules alone (common + stats + figures) on synthetic upstream outputs,
-    then `snakemake --report`. The Snakefile sits in a view of the repository (links to
+    """The stage's rules alone (common + stats + figures, with the report's summary tables) on
+    synthetic upstream outputs, then `snakemake --report`. The Snakefile sits in a view of the repository (links to
     rules/, scripts/, workflow/, src/) so that no upstream rule can run."""
     import os
     import shutil
@@ -278,6 +278,9 @@ def test_stats_figures_and_metrics_rules_and_report(tmp_path, repo):
     for i in range(2):
         shutil.copytree(paths["hod"], run / f"results/hod/test/realisation_{i}.zarr")
     shutil.copytree(paths["hydro"], run / "results/fields/hydro/stellar_mass_ideal.zarr")
+    # what select writes, for its summary table in the report
+    (run / "results/select").mkdir(parents=True)
+    (run / "results/select/summary.tsv").write_text("point\tselection\tselected\nlr0.002\t0.02\t1\nlr0.004\t0.03\t0\n")
     env = dict(os.environ, PYTHONPATH=str(repo / "src"))
     smk = [os.path.join(os.path.dirname(sys.executable), "snakemake"), "--snakefile", str(view / "Snakefile"),
            "--cores", "2"]
