@@ -117,13 +117,12 @@ def mass_bins(log_painted: np.ndarray, occupied: np.ndarray, min_galaxies: int) 
 
 
 def binned_log_ratio(painted: np.ndarray, truth: np.ndarray, occupied: np.ndarray,
-                     min_galaxies: int) -> tuple[np.ndarray, np.ndarray]:
+                     b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(knots, log10 ratios) of painted masses `painted` (N,) > 0 and true masses `truth` (N,)
-    [Msun/h]: in the `mass_bins` of `min_galaxies` `occupied` (N,) entries each, the mass-weighted
-    mean log10 painted mass and log10 sum(true) / sum(painted), made monotone in calibrated
-    mass by an isotonic regression weighted by the occupied count."""
+    [Msun/h] in bins `b` (N,) (`mass_bins`): the mass-weighted mean log10 painted mass and
+    log10 sum(true) / sum(painted), made monotone in calibrated mass by an isotonic regression
+    weighted by the count of `occupied` (N,) entries."""
     x = np.log10(painted)
-    b = mass_bins(x, occupied, min_galaxies)
     n_bins = int(b.max()) + 1
     p_sum = np.bincount(b, weights=painted, minlength=n_bins)
     t_sum = np.bincount(b, weights=truth, minlength=n_bins)
@@ -148,7 +147,7 @@ def fit(painted: np.ndarray, mu: np.ndarray, sigma: np.ndarray, truth: np.ndarra
         raise ValueError(f"calibration needs at least {min_galaxies} occupied voxels, it has {int(occupied.sum())}: "
                          f"enlarge split.calibration.fraction")
     x = np.log10(painted)
-    knot, ratio = binned_log_ratio(painted, truth, occupied, min_galaxies)
+    knot, ratio = binned_log_ratio(painted, truth, occupied, mass_bins(x, occupied, min_galaxies))
     cal = Calibration(tuple(knot), tuple(ratio), 1.0, float(x.max()))
     mu_cal, _ = cal.apply(mu[occupied], sigma[occupied])
     z = (np.log10(truth[occupied]) - mu_cal) / np.maximum(sigma[occupied], 1e-6)
@@ -199,16 +198,16 @@ def fit_galaxies(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray, hosts: 
     occupied = true > min_mass
     if occupied.sum() < min_galaxies:
         return dict(galaxy_log10_mass=(), galaxy_log10_ratio=(), galaxy_scatter_factor=())
-    knots, ratio = binned_log_ratio(painted, true, occupied, min_galaxies)
-    x = np.log10(painted)
-    b = mass_bins(x, occupied, min_galaxies)
+    b = mass_bins(np.log10(painted), occupied, min_galaxies)
+    knots, ratio = binned_log_ratio(painted, true, occupied, b)
     z = (np.log10(np.where(occupied, true, 1.0) / (painted * 10.0 ** ratio[b])) + 0.5 * math.log(10.0) * s ** 2) \
         / np.where(s > 0, s, 1.0)
     use = occupied & (s > 0)
-    n = np.maximum(np.bincount(b, weights=use, minlength=len(knots)), 1.0)
+    count = np.bincount(b, weights=use, minlength=len(knots))
+    n = np.maximum(count, 1.0)
     z_mean = np.bincount(b, weights=z * use, minlength=len(knots)) / n
     factors = np.sqrt(np.bincount(b, weights=use * (z - z_mean[b]) ** 2, minlength=len(knots)) / n)
-    factors = np.where(np.bincount(b, weights=use, minlength=len(knots)) > 1, factors, 1.0)
+    factors = np.where(count > 1, factors, 1.0)
     # a heavier galaxy's painted mass is not relatively less certain: the factor does not rise
     # with mass (a bin of a few dozen galaxies otherwise lets one outlier widen the heaviest
     # galaxies' draws, and those set a realisation's small-scale power)

@@ -34,6 +34,7 @@ for the probabilistic head, 10^mu for the paper's), 0 elsewhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -359,8 +360,10 @@ def _start(job: Job, settings: Settings, threads: int | None) -> tuple[Prepared,
     return prep, settings
 
 
+@functools.lru_cache(maxsize=1)
 def job_subhalos(job: Job) -> dict:
-    """SubhaloPos [Mpc/h] and SubhaloMass [Msun/h] of the job's gravity-only run (empty arrays for none)."""
+    """SubhaloPos [Mpc/h] and SubhaloMass [Msun/h] of the job's gravity-only run (empty arrays for none),
+    read once per job: the galaxy calibration and the mock catalogue both group by them."""
     subs = load_subhalos(*job.subhalos, ["SubhaloPos", "SubhaloMass"])
     return subs if subs["count"] else dict(SubhaloPos=np.zeros((0, 3)), SubhaloMass=np.zeros(0))
 
