@@ -63,3 +63,22 @@ def test_the_galaxy_scatter_factor_scales_each_galaxys_draw_by_its_painted_mass(
     draws = np.array([(x[4, 4, 4], x[10, 10, 10]) for x in realise(mean, sigma, (0, 0, 0), N, BOX, pos, mass,
                                                                   4000, seed=3, galaxy_scatter_knots=knots)])
     assert np.allclose(np.log10(draws).std(axis=0), [0.4, 0.2], rtol=0.05)
+
+
+def test_a_galaxys_total_takes_the_galaxy_scatter_and_its_voxels_the_rest():
+    # one subhalo's 8-voxel cloud, voxel scatter 0.4 dex, galaxy scatter factor 0.5: the galaxy's
+    # total scatters by 0.2 dex; each voxel's share of it by the rest, sqrt(0.4^2 - 0.2^2), less
+    # what renormalising eight equal shares takes back (1/8 of its variance)
+    mean = np.zeros((N,) * 3, np.float32)
+    mean[4:6, 4:6, 4:6] = 1e10
+    sigma = np.where(mean > 0, 0.4, 0.0).astype(np.float32)
+    pos, mass = np.array([[4.5, 4.5, 4.5]]), np.array([1e12])
+    draws = np.array([x[4:6, 4:6, 4:6].reshape(-1) for x in realise(
+        mean, sigma, (0, 0, 0), N, BOX, pos, mass, 4000, seed=5, galaxy_scatter_knots=([9.0, 12.0], [0.5, 0.5]))])
+    assert np.isclose(np.log10(draws.sum(axis=1)).std(), 0.2, rtol=0.05)
+    expected = math.sqrt(0.2 ** 2 + (0.4 ** 2 - 0.2 ** 2) * 7 / 8)
+    assert np.allclose(np.log10(draws).std(axis=0), expected, rtol=0.06)
+    assert abs(np.corrcoef(np.log10(draws[:, :2]).T)[0, 1]) < 0.5  # voxels no longer move as one
+    # the mean of every voxel is kept
+    err = draws.std(axis=0) / math.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - 1e10) < 5 * err)

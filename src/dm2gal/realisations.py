@@ -12,9 +12,13 @@ scatter of the galaxy: drawn voxel by voxel, or with each voxel's own sigma, it 
 inflate the galaxy's; s is therefore multiplied by the calibration's galaxy scatter
 factor at the galaxy's painted mass (fitted on calibration galaxies, see
 dm2gal.calibration), whose knots the paint stage writes into the scatter field's
-attributes. A painted voxel no subhalo reaches draws alone. Realisations carry the
-scatter that the one-point PDF and the small-scale power need (model
-dm2gal_realisations); the mean field is scored as dm2gal.
+attributes. The rest of a voxel's scatter, sqrt(sigma^2 - s^2), is that split: each
+voxel's share of its galaxy is redrawn with it, independently, and the galaxy's voxels
+are renormalised to their summed mean, so the galaxy's total is drawn by its z alone
+(P(k) and B on scales above a voxel see galaxies as wholes) while each voxel keeps its
+predicted scatter (the one-point PDF of voxel masses). A painted voxel no subhalo
+reaches draws alone. Realisations carry the scatter that the one-point PDF and the
+small-scale power need (model dm2gal_realisations); the mean field is scored as dm2gal.
 """
 
 from __future__ import annotations
@@ -33,28 +37,41 @@ from .tng import load_subhalos
 log = logging.getLogger("dm2gal.realisations")
 
 
-def draw(mean: np.ndarray, sigma: np.ndarray, galaxies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One realisation of the voxels with means `mean` (K,) [Msun/h] and log scatters `sigma`
-    (K,) [dex]: one standard-normal z per galaxy (`galaxies` (K,), from `galaxy_groups`)."""
-    z = rng.standard_normal(int(galaxies.max()) + 1 if len(galaxies) else 0)[galaxies]
-    return mean * 10.0 ** (sigma * z - 0.5 * math.log(10.0) * sigma ** 2)
+def draw(mean: np.ndarray, sigma: np.ndarray, galaxies: np.ndarray, rng: np.random.Generator,
+         share_sigma: np.ndarray | None = None) -> np.ndarray:
+    """One realisation of the voxels with means `mean` (K,) [Msun/h] and galaxy log scatters
+    `sigma` (K,) [dex]: one standard-normal z per galaxy (`galaxies` (K,), from
+    `galaxy_groups`). With `share_sigma` (K,) [dex], each voxel's mass is first multiplied by
+    10^(share_sigma e), one standard-normal e per voxel, and the galaxy's voxels rescaled to
+    their summed `mean`: the split of a galaxy among its voxels is drawn, its total is not."""
+    n_galaxies = int(galaxies.max()) + 1 if len(galaxies) else 0
+    z = rng.standard_normal(n_galaxies)[galaxies]
+    split = mean
+    if share_sigma is not None:
+        moved = mean * 10.0 ** (share_sigma * rng.standard_normal(len(mean)))
+        total, moved_total = (np.bincount(galaxies, weights=w, minlength=n_galaxies) for w in (mean, moved))
+        split = moved * (total / np.where(moved_total > 0, moved_total, 1.0))[galaxies]
+    return split * 10.0 ** (sigma * z - 0.5 * math.log(10.0) * sigma ** 2)
 
 
 def realise(mean_cube: np.ndarray, sigma_cube: np.ndarray, origin, n_grid: int, box_size: float,
             sub_pos: np.ndarray, sub_mass: np.ndarray, n_realisations: int, seed, galaxy_scatter_knots=((), ())):
     """Yield `n_realisations` (s, s, s) float32 realisations of a painted cube whose first voxel
-    is `origin` of the parent grid, each galaxy drawn with its `galaxy_scatter` times the
+    is `origin` of the parent grid, each galaxy drawn with its `galaxy_scatter` s times the
     factor that `galaxy_scatter_knots` (knots in log10 painted galaxy mass [Msun/h], factors;
-    `dm2gal.calibration.at_knots`) gives at its painted mass; draw i uses numpy's
+    `dm2gal.calibration.at_knots`) gives at its painted mass, each voxel's share of it with
+    the rest of the voxel's scatter, sqrt(sigma^2 - s^2); draw i uses numpy's
     SeedSequence(seed).spawn(n)[i]."""
     painted = np.argwhere(mean_cube > 0)
     mean = mean_cube[tuple(painted.T)].astype(np.float64)
     galaxies = galaxy_groups(host_subhalos(painted, origin, n_grid, box_size, sub_pos, sub_mass))
+    voxel_sigma = sigma_cube[tuple(painted.T)].astype(np.float64)
     factor = at_knots(np.bincount(galaxies, weights=mean), *galaxy_scatter_knots, 1.0)
-    sigma = (factor * galaxy_scatter(mean, sigma_cube[tuple(painted.T)], galaxies))[galaxies]
+    sigma = (factor * galaxy_scatter(mean, voxel_sigma, galaxies))[galaxies]
+    share_sigma = np.sqrt(np.maximum(voxel_sigma ** 2 - sigma ** 2, 0.0))
     for child in np.random.SeedSequence(seed).spawn(n_realisations):
         cube = np.zeros(mean_cube.shape, np.float32)
-        cube[tuple(painted.T)] = draw(mean, sigma, galaxies, np.random.default_rng(child))
+        cube[tuple(painted.T)] = draw(mean, sigma, galaxies, np.random.default_rng(child), share_sigma)
         yield cube
 
 
@@ -76,7 +93,7 @@ def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: 
     for i, (path, cube) in enumerate(zip(out_paths, draws)):
         with atomic_path(path) as tmp:
             out = create_field(tmp, dict(attrs, realisation=i, realisations=len(out_paths), seed=seed,
-                                         drawn="one z per gravity-only subhalo", galaxy_scatter_log10_mass=knots[0],
+                                         drawn="one z per gravity-only subhalo, the split among its voxels per voxel", galaxy_scatter_log10_mass=knots[0],
                                          galaxy_scatter_factor=knots[1]))
             out[...] = cube
     log.info("%d realisations drawn (seed %s, galaxy scatter x %s at log10 m %s)", len(out_paths), seed,
