@@ -18,7 +18,10 @@ if ACQUIRE_SOURCE == "synthetic":
             logs("synthesize"),
         benchmark:
             results("benchmarks", "synthesize.tsv")
-        threads: 2
+        # mostly serial (its FFTs are a small part): one core, so that two universes synthesise
+        # side by side; the training universe first, since training waits for it
+        threads: 1
+        priority: 2
         conda:
             "../envs/sim.yaml"
         resources:

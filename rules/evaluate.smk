@@ -22,6 +22,7 @@ if SYNTHETIC:
             logs("synthesize_universe", "{universe}"),
         benchmark:
             results("benchmarks", "synthesize_universe", "{universe}.tsv")
+        priority: 0
 
 
     rule ideal_realisations:

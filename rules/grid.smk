@@ -35,6 +35,7 @@ if GRID_METHOD == "box":
         benchmark:
             results("benchmarks", "grid_box", "{run}_{quantity}.tsv")
         threads: 1
+        priority: 1  # seconds each, and the training universe's fields gate training
         conda:
             "../envs/sim.yaml"
         resources:

@@ -45,6 +45,7 @@ rule paint_occupancy:
     benchmark:
         results("benchmarks", "paint_occupancy.tsv")
     threads: 1
+    priority: 2  # training waits for the threshold
     conda:
         "../envs/torch.yaml"
     resources:

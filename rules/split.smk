@@ -28,6 +28,7 @@ rule split:
     benchmark:
         results("benchmarks", "split.tsv")
     threads: 1
+    priority: 2  # on the way to training, the longest jobs
     resources:
         mem_mb=4000,
         runtime=60,

@@ -49,6 +49,7 @@ rule train:
     benchmark:
         results("benchmarks", "train", "{point}.tsv")
     threads: TRAIN["threads"]
+    priority: 2  # the longest jobs: before the held-out universes' synthesis and statistics
     resources:
         gpu=TRAIN["gpus_per_job"],
         mem_mb=TRAIN["mem_mb"],
