@@ -26,10 +26,12 @@ COLUMNS = [("pk", "mean_abs_log10", "dm2gal"), ("pk", "mean_abs_log10", "hod"),
            ("r", "abs_dev", "dm2gal"), ("r", "abs_dev", "hod"),
            ("total_mass", "abs_rel_err", "dm2gal"), ("total_mass", "abs_rel_err", "hod"),
            ("pk", "mean_abs_log10", "dm2gal_realisations"), ("bk", "mean_abs_log10", "dm2gal_realisations"),
+           ("pk", "mean_abs_log10", "ideal"), ("bk", "mean_abs_log10", "ideal"),
            ("pk", "mean_abs_log10", "ideal_realisations"), ("bk", "mean_abs_log10", "ideal_realisations")]
 """(statistic, score, model) of each column: the scores of metrics.json (the HOD's and the
 realisations' are means over their draws); the PDF is dm2gal's realisations' (the mean field
-has no scatter by design); the ideal realisations (the generator redrawn) are the floor."""
+has no scatter by design); the ideal mean (the generator's noise-free mean) is the floor of a
+mean painter, the ideal realisations (the generator redrawn) that of the drawn ones."""
 REGIONS = ("test", "universes_mean")
 
 
