@@ -99,6 +99,14 @@ def test_training_beats_the_mean_predictor_and_keeps_the_best_selection_epoch(tr
     assert all(b < a for a, b in zip(lrs, lrs[1:]))
 
 
+def test_a_run_shorter_than_the_selection_window_keeps_its_last_epoch(trained):
+    tmp, data, runs = trained  # run b: one epoch, selection_window 3
+    with open(runs["b"][1], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and int(rows[0]["best"]) == 1
+    assert torch.load(runs["b"][0], weights_only=True)["epoch"] == 0
+
+
 def test_training_is_reproducible(trained, tmp_path):
     tmp, data, runs = trained
     again = tmp_path / "again"

@@ -93,8 +93,8 @@ def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: 
     for i, (path, cube) in enumerate(zip(out_paths, draws)):
         with atomic_path(path) as tmp:
             out = create_field(tmp, dict(attrs, realisation=i, realisations=len(out_paths), seed=seed,
-                                         drawn="one z per gravity-only subhalo, the split among its voxels per voxel", galaxy_scatter_log10_mass=knots[0],
-                                         galaxy_scatter_factor=knots[1]))
+                                         drawn="one z per gravity-only subhalo, the split among its voxels per voxel",
+                                         galaxy_scatter_log10_mass=knots[0], galaxy_scatter_factor=knots[1]))
             out[...] = cube
     log.info("%d realisations drawn (seed %s, galaxy scatter x %s at log10 m %s)", len(out_paths), seed,
              np.round(knots[1], 2).tolist(), np.round(knots[0], 2).tolist())

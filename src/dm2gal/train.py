@@ -381,9 +381,10 @@ class ResumableLoader(torch.utils.data.DataLoader):
 class History(L.Callback):
     """At the end of each epoch: a row of HISTORY_COLUMNS, and a copy of the EMA weights when the
     selection statistic (the selection error averaged over the last `window` epochs) is the best.
-    An epoch is eligible only once its window is full (min(window, max_epochs) epochs): a mean of
-    fewer noisy errors would win by its noise alone, which picked epoch 1 of 16 on the
-    mini-universe. Its state travels in last.ckpt."""
+    An epoch is eligible only once its window is full: a mean of fewer noisy errors would win by
+    its noise alone, which picked epoch 1 of 16 on the mini-universe. A run that ends before
+    any window is full (fewer epochs than the window, or `max_minutes`) keeps its last epoch.
+    Its state travels in last.ckpt."""
 
     def __init__(self, window: int):
         self.window = window
@@ -397,7 +398,7 @@ class History(L.Callback):
         val = module.last_val
         recent = [r["pk_error"] for r in self.rows[-(self.window - 1):]] if self.window > 1 else []
         selection = float(np.mean(recent + [val["pk_error"]]))
-        best = len(recent) + 1 >= min(self.window, trainer.max_epochs) and selection < self.best
+        best = len(recent) + 1 == self.window and selection < self.best
         row = dict(epoch=trainer.current_epoch, step=trainer.global_step,
                    lr=trainer.optimizers[0].param_groups[0]["lr"], train_loss=module.epoch_train_loss(), **val,
                    selection=selection, best=int(best), seconds=round(time.time() - self.t0, 1))
@@ -410,6 +411,12 @@ class History(L.Callback):
                      "P(k) error %.4f, selection %.4f%s", row["epoch"], row["train_loss"], row["val_mse"],
                      row["val_mse_mean_predictor"], row["val_mse_floor"], row["val_mass_ratio"], row["pk_error"],
                      selection, " (best)" if best else "")
+
+    def on_train_end(self, trainer, module: Dm2GalModule) -> None:
+        if self.best_state is None and self.rows:
+            self.best_row = self.rows[-1]
+            self.best_row["best"] = 1
+            self.best, self.best_state = self.best_row["selection"], copy.deepcopy(module.ema_net.state_dict())
 
     def state_dict(self) -> dict:
         return {"rows": self.rows, "best": self.best, "best_state": self.best_state, "best_row": self.best_row,
