@@ -1,4 +1,5 @@
-"""Summary statistics of stellar-mass cubes, computed with Pylians' `Pk_library`.
+"""Summary statistics of stellar-mass cubes: P(k), r(k) and T(k) from Pylians' `Pk_library`,
+B from its estimator computed in Fourier space (`dm2gal.bispectrum`).
 
 A cube is an (n, n, n) float array of stellar mass per voxel [Msun/h] of side
 `box_size` [Mpc/h]; Pylians treats it as periodic (as the paper does for its
@@ -32,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .bispectrum import bispectrum as fourier_bispectrum
 from .fields import cube_attrs, open_field, read_field, read_periodic
 from .split import read_cubes
 
@@ -97,26 +99,22 @@ def bispectrum(delta: np.ndarray, box_size: float, k1: float, k2: float, theta: 
                mas: str = "CIC", threads: int = 1) -> dict:
     """B(k1, k2, theta) of a cubic overdensity, one value per angle (theta in radians).
 
-    Returns {'B', 'Q', 'k3', 'B_err'}; B_err is the Gaussian sampling error
-    sqrt(V P(k1) P(k2) P(k3) / N_tri), with N_tri the number of triangles in the
-    bin (Pylians' `triangles` times n^6). Raises if the triangle is not resolved.
+    Pylians' `Bk` estimator, computed in Fourier space (`dm2gal.bispectrum`: equal to
+    `Pk_library.Bk` to float32 rounding, about 10x faster). Returns {'B', 'Q', 'k3',
+    'B_err'}; B_err is the Gaussian sampling error sqrt(V P(k1) P(k2) P(k3) / N_tri),
+    with N_tri the number of triangles in the bin (Pylians' `triangles` times n^6).
+    Raises if the triangle is not resolved.
     """
-    import Pk_library as PKL  # Pylians: ~1 s to import; the Snakefile's config checks import this module
-
     n = delta.shape[0]
     if not resolved(k1, k2, box_size, n):
         raise ValueError(f"triangle k1={k1}, k2={k2} h/Mpc is not resolved by a cube of "
                          f"{box_size:.3g} Mpc/h on {n}^3 voxels (k_F={2 * np.pi / box_size:.3g}, "
                          f"k_Nyq={np.pi * n / box_size:.3g} h/Mpc)")
-    theta = np.asarray(theta, dtype=np.float64)
-    with _quiet():
-        b = PKL.Bk(np.ascontiguousarray(delta, dtype=np.float32), float(box_size), float(k1),
-                   float(k2), theta, mas, threads)
-    pk = np.asarray(b.Pk, dtype=np.float64)  # P(k1), P(k2), P(k3(theta))
-    n_tri = np.asarray(b.triangles, dtype=np.float64) * float(n) ** 6
+    b = fourier_bispectrum(delta, box_size, k1, k2, theta, mas, threads)
+    pk = b["pk"]  # P(k1), P(k2), P(k3(theta))
+    n_tri = b["triangles"] * float(n) ** 6
     err = np.sqrt(box_size**3 * np.abs(pk[0] * pk[1] * pk[2:]) / n_tri)
-    return dict(B=np.asarray(b.B, dtype=np.float64), Q=np.asarray(b.Q, dtype=np.float64),
-                k3=np.asarray(b.k[2:], dtype=np.float64), B_err=err)
+    return dict(B=b["B"], Q=b["Q"], k3=b["k3"], B_err=err)
 
 
 def pdf_counts(field: np.ndarray, log10_edges: np.ndarray) -> np.ndarray:
