@@ -66,7 +66,7 @@ def third_sides(k1: float, k2: float, theta: np.ndarray) -> np.ndarray:
 
 
 def _shell_sums(field_k: np.ndarray, kmod: np.ndarray, n: int, k1: float, k2: float,
-                k3: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
+                k3: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """sum_x D1 D2 D3 for each k3 (float64, in k_F units like k1, k2), and the power
     sum_{S3} |delta_k|^2 with its mode count, both over the full grid."""
     shape = (n, n, n)
