@@ -7,7 +7,7 @@
 # scatter (one draw per gravity-only subhalo) for the test cube and every held-out universe.
 
 from dm2gal.model import configured, total_stride
-from dm2gal.paint import SlabPlan as PaintSlabPlan
+from dm2gal.paint_plan import SlabPlan as PaintSlabPlan
 
 PAINT = config["paint"]
 PAINT_EXTRA = {r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in config["extra_runs"]}

@@ -5,8 +5,7 @@ from pathlib import Path
 import torch
 
 from dm2gal.logs import log_to_file
-from dm2gal.model import model_config
-from dm2gal.objective import head_outputs
+from dm2gal.model import head_outputs, model_config
 from dm2gal.train import fit, load_training_data
 
 log_to_file(snakemake.log[0])

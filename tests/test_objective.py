@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from dm2gal.inference import Prediction, decode
-from dm2gal.objective import gaussian_nll, head_outputs, loss
+from dm2gal.model import head_outputs
+from dm2gal.objective import gaussian_nll, loss
 from dm2gal.sampler import WeightedDraws
 from dm2gal.split import input_weights, sample_weights
 

@@ -43,9 +43,12 @@ def slurm_mb(value: str) -> float:
 
 
 def test_pipeline_through_slurm(tmp_path: Path):
-    # The tiny config with one training point and no oracle painting: every rule
-    # of the pipeline, in 17 jobs (each starts Snakemake twice inside SLURM).
-    work = prepare_workdir(tmp_path / "work", train={"learning_rate": [0.001]}, paint={"oracle": False})
+    # The tiny config with one training point, no oracle painting and no held-out universe:
+    # every rule of the training universe's pipeline, in 27 jobs (each starts Snakemake twice
+    # inside SLURM). The held-out universes' rules are the same rules on other wildcards
+    # (their resources: test_workflow.py::test_every_rule_declares_its_resources).
+    work = prepare_workdir(tmp_path / "work", train={"learning_rate": [0.001]}, paint={"oracle": False},
+                           evaluation={"universes": []})
     started = time.monotonic()
     with slurm_cluster(tmp_path / "slurm") as cluster:
         up = time.monotonic() - started

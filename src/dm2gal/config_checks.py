@@ -16,8 +16,7 @@ import math
 from collections.abc import Mapping
 
 from .acquire.tng_api import KEY_ENV
-from .model import model_config, valid_patches
-from .objective import head_outputs
+from .model import head_outputs, model_config, valid_patches
 from .schema import ConfigError
 from .split import Cube, calibration_block, calibration_blocks, cubes_overlap, resolve_cube, voxels_per_unit
 from .stats import resolved

@@ -11,14 +11,18 @@ must make every strided convolution cover its input exactly, so the receptive fi
 of the output is the whole patch, centred on the centre voxel. That is what lets the
 paint stage turn strided layers into dilated ones and paint densely by shift and
 stitch. The network is an `nn.Sequential` of Conv3d/BatchNorm3d/ReLU, then
-Flatten/Linear/ReLU/Linear. Imports only torch.
+Flatten/Linear/ReLU/Linear. The architecture arithmetic (presets, patch sizes, strides,
+flops, the head's outputs) is plain Python, so the Snakefile loads it without torch;
+`build_model` imports torch.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 PRESETS = {
     # The paper's network: 65^3 input, six stages, the latent is 128 x 3^3.
@@ -33,6 +37,16 @@ IN_CHANNELS = 2
 """Dark-matter mass and gravity-only subhalo mass."""
 HEAD_OUTPUTS = (1, 2)
 """1: normalised log10 M* (the paper); 2: its mean and log scatter (Gaussian in log10 M*)."""
+OBJECTIVES = ("unbiased", "paper")
+"""train.objective: the probabilistic head's importance-weighted NLL, or the paper's MSE
+(`dm2gal.objective`)."""
+
+
+def head_outputs(objective: str) -> int:
+    """Number of network outputs the objective needs."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"train.objective must be one of {OBJECTIVES}, got {objective!r}")
+    return 2 if objective == "unbiased" else 1
 
 
 def model_config(preset: str = "small", capacity: float = 1.0, outputs: int = 1, **overrides) -> dict:
@@ -108,6 +122,8 @@ def valid_patches(cfg: dict, limit: int = 5) -> list[int]:
 
 def build_model(cfg: dict) -> nn.Sequential:
     """The network for an architecture description from `model_config` (kept as `net.config`)."""
+    from torch import nn
+
     s = latent_size(cfg)
     layers: list[nn.Module] = []
     for k, stride, c_in, c_out in _layers(cfg):

@@ -26,15 +26,7 @@ from __future__ import annotations
 import torch
 
 from .inference import LOG_SCATTER_RANGE
-
-OBJECTIVES = ("unbiased", "paper")
-
-
-def head_outputs(objective: str) -> int:
-    """Number of network outputs the objective needs."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"train.objective must be one of {OBJECTIVES}, got {objective!r}")
-    return 2 if objective == "unbiased" else 1
+from .model import OBJECTIVES
 
 
 def gaussian_nll(out: torch.Tensor, target: torch.Tensor, beta: float = 0.0) -> torch.Tensor:

@@ -49,8 +49,8 @@ from torch.optim.swa_utils import AveragedModel
 
 from .atomic import atomic_path
 from .inference import NORMALISATION_KEYS, Prediction, checkpoint_dict, input_scale, predict
-from .model import build_model, n_parameters
-from .objective import head_outputs, loss
+from .model import build_model, head_outputs, n_parameters
+from .objective import loss
 from .occupancy import candidates
 from .sampler import DrawnBatches, PatchSource, WeightedDraws, fits_on_gpu
 from .split import read_cubes
