@@ -11,7 +11,8 @@ turns the sum over x into one over the k3 shell,
 
     sum_x D1 D2 D3 = n^-3 sum_{k in S3} FFT(D1 D2)(k) conj(delta_k),
 
-so a triangle (k1, k2) costs three FFTs for all its angles, and the triangle counts,
+so a triangle (k1, k2) costs three FFTs for all its angles (plus the field's own FFT,
+shared by all triangles of `bispectra`), and the triangle counts,
 which depend on the grid only, are computed once per (n, L, k1, k2, theta) and cached.
 The result equals `Pk_library.Bk` to float32 rounding (tests/test_stats.py) at about a
 tenth of its cost. FFTs are single precision (scipy.fft), sums double precision.
@@ -95,13 +96,14 @@ def triangle_counts(n: int, k1: float, k2: float, k3: tuple[float, ...], threads
     return _shell_sums(np.ones(kmod.shape, np.complex64), kmod, n, k1, k2, np.asarray(k3), threads)[0]
 
 
-def bispectrum(delta: np.ndarray, box_size: float, k1: float, k2: float, theta: np.ndarray,
-               mas: str = "CIC", threads: int = 1) -> dict:
-    """B(k1, k2, theta) [(Mpc/h)^6] of a periodic cubic overdensity (n, n, n), one value
-    per angle theta [rad]; k1, k2 [h/Mpc].
+def bispectra(delta: np.ndarray, box_size: float, triangles, theta: np.ndarray, mas: str = "CIC",
+              threads: int = 1) -> list[dict]:
+    """B(k1, k2, theta) [(Mpc/h)^6] of a periodic cubic overdensity (n, n, n) for each
+    (k1, k2) [h/Mpc] of `triangles`, one value per angle theta [rad]; the field's FFT, its
+    window and the |k| grid are computed once for all.
 
-    Returns {'B', 'Q', 'k3', 'triangles', 'pk'} as Pylians' `Bk`: Q = B / (P1 P2 + P2 P3 +
-    P3 P1); triangles [n_theta] as Pylians' (`triangle_counts`); pk [2 + n_theta] =
+    Each dict is {'B', 'Q', 'k3', 'triangles', 'pk'} as Pylians' `Bk`: Q = B / (P1 P2 + P2 P3
+    + P3 P1); triangles [n_theta] as Pylians' (`triangle_counts`); pk [2 + n_theta] =
     P(k1), P(k2), P(k3(theta)) [(Mpc/h)^3], the shell averages of |delta_k|^2.
     """
     n = delta.shape[0]
@@ -109,14 +111,23 @@ def bispectrum(delta: np.ndarray, box_size: float, k1: float, k2: float, theta: 
         raise ValueError(f"expected a cubic field, got shape {delta.shape}")
     kf = 2 * np.pi / box_size
     theta = np.asarray(theta, dtype=np.float64)
-    k3 = third_sides(k1, k2, theta)
     field_k = scipy.fft.rfftn(np.asarray(delta, dtype=np.float32), workers=threads)
     field_k /= _window(n, mas)
     kmod = _k_modulus(n)
-    sides = np.concatenate([[k1 / kf, k2 / kf], k3 / kf])
-    triple, power, modes = _shell_sums(field_k, kmod, n, k1 / kf, k2 / kf, sides, threads)
-    counts = triangle_counts(n, k1 / kf, k2 / kf, tuple(k3 / kf), threads)
-    pk = power / modes * box_size**3 / float(n) ** 6
-    b = triple[2:] / counts * box_size**6 / float(n) ** 9
-    q = b / (pk[0] * pk[1] + pk[0] * pk[2:] + pk[1] * pk[2:])
-    return dict(B=b, Q=q, k3=k3, triangles=counts, pk=pk)
+    out = []
+    for k1, k2 in triangles:
+        k3 = third_sides(k1, k2, theta)
+        sides = np.concatenate([[k1 / kf, k2 / kf], k3 / kf])
+        triple, power, modes = _shell_sums(field_k, kmod, n, k1 / kf, k2 / kf, sides, threads)
+        pk = power / modes * box_size**3 / float(n) ** 6
+        counts = triangle_counts(n, k1 / kf, k2 / kf, tuple(k3 / kf), threads)
+        b = triple[2:] / counts * box_size**6 / float(n) ** 9
+        q = b / (pk[0] * pk[1] + pk[0] * pk[2:] + pk[1] * pk[2:])
+        out.append(dict(B=b, Q=q, k3=k3, triangles=counts, pk=pk))
+    return out
+
+
+def bispectrum(delta: np.ndarray, box_size: float, k1: float, k2: float, theta: np.ndarray,
+               mas: str = "CIC", threads: int = 1) -> dict:
+    """`bispectra` of one triangle (k1, k2) [h/Mpc]."""
+    return bispectra(delta, box_size, [(k1, k2)], theta, mas, threads)[0]

@@ -30,10 +30,9 @@ import logging
 import os
 
 import numpy as np
-from tqdm import tqdm
 
 from .atomic import atomic_path
-from .bispectrum import bispectrum as fourier_bispectrum
+from .bispectrum import bispectra as fourier_bispectra
 from .fields import cube_attrs, open_field, read_field, read_periodic
 from .split import read_cubes
 
@@ -95,26 +94,36 @@ def resolved(k1: float, k2: float, box_size: float, n_grid: int) -> bool:
     return min(k1, k2) - kf >= kf and k1 + k2 + kf <= knyq
 
 
-def bispectrum(delta: np.ndarray, box_size: float, k1: float, k2: float, theta: np.ndarray,
-               mas: str = "CIC", threads: int = 1) -> dict:
-    """B(k1, k2, theta) of a cubic overdensity, one value per angle (theta in radians).
+def bispectra(delta: np.ndarray, box_size: float, triangles, theta: np.ndarray, mas: str = "CIC",
+              threads: int = 1) -> list[dict]:
+    """B(k1, k2, theta) of a cubic overdensity for each (k1, k2) [h/Mpc] of `triangles`, one
+    value per angle (theta in radians).
 
     Pylians' `Bk` estimator, computed in Fourier space (`dm2gal.bispectrum`: equal to
-    `Pk_library.Bk` to float32 rounding, about 10x faster). Returns {'B', 'Q', 'k3',
-    'B_err'}; B_err is the Gaussian sampling error sqrt(V P(k1) P(k2) P(k3) / N_tri),
-    with N_tri the number of triangles in the bin (Pylians' `triangles` times n^6).
-    Raises if the triangle is not resolved.
+    `Pk_library.Bk` to float32 rounding, about 10x faster). Returns one {'B', 'Q', 'k3',
+    'B_err'} per triangle; B_err is the Gaussian sampling error sqrt(V P(k1) P(k2) P(k3) /
+    N_tri), with N_tri the number of triangles in the bin (Pylians' `triangles` times n^6).
+    Raises if a triangle is not resolved.
     """
     n = delta.shape[0]
-    if not resolved(k1, k2, box_size, n):
-        raise ValueError(f"triangle k1={k1}, k2={k2} h/Mpc is not resolved by a cube of "
-                         f"{box_size:.3g} Mpc/h on {n}^3 voxels (k_F={2 * np.pi / box_size:.3g}, "
-                         f"k_Nyq={np.pi * n / box_size:.3g} h/Mpc)")
-    b = fourier_bispectrum(delta, box_size, k1, k2, theta, mas, threads)
-    pk = b["pk"]  # P(k1), P(k2), P(k3(theta))
-    n_tri = b["triangles"] * float(n) ** 6
-    err = np.sqrt(box_size**3 * np.abs(pk[0] * pk[1] * pk[2:]) / n_tri)
-    return dict(B=b["B"], Q=b["Q"], k3=b["k3"], B_err=err)
+    for k1, k2 in triangles:
+        if not resolved(k1, k2, box_size, n):
+            raise ValueError(f"triangle k1={k1}, k2={k2} h/Mpc is not resolved by a cube of "
+                             f"{box_size:.3g} Mpc/h on {n}^3 voxels (k_F={2 * np.pi / box_size:.3g}, "
+                             f"k_Nyq={np.pi * n / box_size:.3g} h/Mpc)")
+    out = []
+    for b in fourier_bispectra(delta, box_size, triangles, theta, mas, threads):
+        pk = b["pk"]  # P(k1), P(k2), P(k3(theta))
+        n_tri = b["triangles"] * float(n) ** 6
+        err = np.sqrt(box_size**3 * np.abs(pk[0] * pk[1] * pk[2:]) / n_tri)
+        out.append(dict(B=b["B"], Q=b["Q"], k3=b["k3"], B_err=err))
+    return out
+
+
+def bispectrum(delta: np.ndarray, box_size: float, k1: float, k2: float, theta: np.ndarray,
+               mas: str = "CIC", threads: int = 1) -> dict:
+    """`bispectra` of one triangle (k1, k2) [h/Mpc]."""
+    return bispectra(delta, box_size, [(k1, k2)], theta, mas, threads)[0]
 
 
 def pdf_counts(field: np.ndarray, log10_edges: np.ndarray) -> np.ndarray:
@@ -155,10 +164,8 @@ def summarise(field: np.ndarray, box_size: float, cfg: dict, truth: np.ndarray |
 
     theta = angles(cfg["bk"]["n_angles"])
     tri = np.asarray(cfg["bk"]["triangles"], dtype=np.float64).reshape(-1, 2)
-    bks = []
-    for k1, k2 in tqdm(tri, desc="bispectrum triangles", mininterval=5):
-        bks.append(bispectrum(delta, box_size, k1, k2, theta, mas, threads))
-        log.info("B(k1=%g, k2=%g): %d angles", k1, k2, len(theta))
+    bks = bispectra(delta, box_size, tri, theta, mas, threads)
+    log.info("B: %d triangles x %d angles", len(tri), len(theta))
     out.update(theta=theta, triangles=tri,
                **{key: np.stack([b[key] for b in bks]) for key in ("B", "Q", "k3", "B_err")})
 
