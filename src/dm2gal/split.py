@@ -288,7 +288,7 @@ def _training_weights(scan: dict, cfg: dict, min_mass: float) -> tuple[np.ndarra
     """(sampling weights (N,), bin edges (log10 Msun/h), importance (N,)) of the scanned training
     voxels, counted in bins of `cfg["weight_by"]` (stellar or gravity-only subhalo mass)."""
     power = float(cfg.get("weight_power", 1.0))
-    if cfg.get("weight_by", "stellar_mass") == "subhalo_mass":
+    if cfg.get("weight_by", "subhalo_mass") == "subhalo_mass":
         weights, edges = input_weights(scan["inputs"][:, 1], int(cfg["weight_bins"]), power)
         return weights, edges, np.ones(len(weights))  # weights of an input: no correction needed
     weights, edges = sample_weights(scan["mstar"], int(cfg["weight_bins"]), min_mass,
@@ -359,7 +359,7 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     with atomic_path(train_npz) as tmp, open(tmp, "wb") as f:
         np.savez(f, coords=scan["coords"], log_mstar=log_m.astype(np.float32), weights=weights,
-                 importance=importance.astype(np.float32), weight_by=cfg.get("weight_by", "stellar_mass"), bin_edges=edges,
+                 importance=importance.astype(np.float32), weight_by=cfg.get("weight_by", "subhalo_mass"), bin_edges=edges,
                  input_scale=np.array([scale, scale]), input_mean=scan["input_mean"], input_std=scan["input_std"],
                  target_mean=log_m.mean(), target_std=log_m.std(),
                  val_coords=val_coords, val_log_mstar=val_log_mstar,
