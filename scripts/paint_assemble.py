@@ -2,7 +2,8 @@
 
 from dm2gal.logs import log_to_file
 from dm2gal.model import configured_patch
-from dm2gal.paint import Job, SlabPlan, assemble
+from dm2gal.paint import Job, assemble
+from dm2gal.paint_plan import SlabPlan
 
 log_to_file(snakemake.log[0])
 i, p, o = snakemake.input, snakemake.params, snakemake.output
