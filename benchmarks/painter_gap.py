@@ -8,8 +8,11 @@ it). Two tables:
 - **Per halo.** Bins are 0.5 dex of gravity-only GroupMass. For each: the number of FoF groups;
   the painted stellar mass summed over the voxels the group's subhalos host (largest CIC share
   of SubhaloMass, as the realisations group them) over the group's summed noise-free mean;
-  the same for the drawn hydro masses (a control, 1 within the draws' noise); and the rms of
-  log10(painted / mean) over the groups [dex].
+  the same for the drawn hydro masses (a control, 1 within the draws' noise); the rms of
+  log10(painted / mean) over the groups [dex]; and the true stellar-mass field summed over the
+  same voxels over the painted mass there, what the field's statistics see. The two ratios
+  differ where a group's voxels also hold neighbours' galaxies (painted and true alike): the
+  first compares those voxels with the group's own galaxies, the second like with like.
 - **Occupancy.** mean |log10(X/T)| of P(k) and B (the pipeline's `stats` settings and bins)
   for the noise-free mean deposited at the gravity-only subhalo positions. It is scored
   everywhere and masked to the voxels dm2gal paints, as a mean field and as `--draws`
@@ -49,10 +52,10 @@ def dark_twins(dark_vel: np.ndarray, hydro_vel: np.ndarray) -> np.ndarray:
     return np.array([index[v.tobytes()] for v in np.ascontiguousarray(hydro_vel)])
 
 
-def per_halo(painted: np.ndarray, box: float, dark: dict, groups: dict, mean: np.ndarray,
+def per_halo(painted: np.ndarray, truth: np.ndarray, box: float, dark: dict, groups: dict, mean: np.ndarray,
              drawn: np.ndarray) -> list[dict]:
-    """Rows of the per-halo table; `mean` and `drawn` (N_dark,) are per gravity-only subhalo
-    [Msun/h], 0 where the hydro run lost it."""
+    """Rows of the per-halo table of the painted and true fields (n^3); `mean` and `drawn`
+    (N_dark,) are per gravity-only subhalo [Msun/h], 0 where the hydro run lost it."""
     n = painted.shape[0]
     voxels = np.argwhere(painted > 0)
     host = host_subhalos(voxels, (0, 0, 0), n, box, dark["SubhaloPos"], dark["SubhaloMass"])
@@ -60,6 +63,7 @@ def per_halo(painted: np.ndarray, box: float, dark: dict, groups: dict, mean: np
     n_groups = len(groups["GroupMass"])
     grnr = dark["SubhaloGrNr"]
     p = np.bincount(grnr[host[hosted]], weights=painted[tuple(voxels[hosted].T)], minlength=n_groups)
+    at_voxels = np.bincount(grnr[host[hosted]], weights=truth[tuple(voxels[hosted].T)], minlength=n_groups)
     m = np.bincount(grnr, weights=mean, minlength=n_groups)
     t = np.bincount(grnr, weights=drawn, minlength=n_groups)
     log_mass = np.log10(groups["GroupMass"])
@@ -73,7 +77,8 @@ def per_halo(painted: np.ndarray, box: float, dark: dict, groups: dict, mean: np
                          unpainted=float(1 - both.sum() / sel.sum()),
                          painted_over_mean=float(p[sel].sum() / m[sel].sum()),
                          drawn_over_mean=float(t[sel].sum() / m[sel].sum()),
-                         rms_dex=float(np.std(np.log10(p[both] / m[both])))))
+                         rms_dex=float(np.std(np.log10(p[both] / m[both]))),
+                         true_over_painted_voxels=float(at_voxels[sel].sum() / p[sel].sum())))
     return rows
 
 
@@ -115,7 +120,7 @@ def universe_gap(results: Path, data: Path, name: str, cfg: dict, draws: int) ->
     twin = dark_twins(dark["SubhaloVel"], hydro["SubhaloVel"])
     mean, drawn = np.zeros(len(dark["SubhaloMass"])), np.zeros(len(dark["SubhaloMass"]))
     mean[twin], drawn[twin] = hydro["SubhaloStellarMassMean"], hydro["SubhaloMassType"][:, 4]
-    return {"per_halo": per_halo(painted, box, dark, groups, mean, drawn),
+    return {"per_halo": per_halo(painted, truth, box, dark, groups, mean, drawn),
             "occupancy": occupancy(painted, truth, box, np.asarray(dark["SubhaloPos"], np.float64), mean,
                                    cfg["scatter_dex"], draws, cfg["stats"]),
             "painted_over_true_total": float(painted.sum() / truth.sum())}
@@ -138,11 +143,12 @@ def main() -> None:
     for name in names:
         gap = out[name] = universe_gap(args.results, args.data, name, cfg, args.draws)
         print(f"{name}: painted / true total mass {gap['painted_over_true_total']:.3f}")
-        print("  log10 GroupMass | groups | unpainted | painted/mean | drawn/mean | rms dex")
+        print("  log10 GroupMass | groups | unpainted | painted/mean | drawn/mean | rms dex | true/painted (voxels)")
         for r in gap["per_halo"]:
             lo, hi = r["log10_group_mass"]
             print(f"  {lo:4.1f}-{hi:4.1f}       | {r['n_groups']:6d} | {r['unpainted']:9.2f} | "
-                  f"{r['painted_over_mean']:12.2f} | {r['drawn_over_mean']:10.2f} | {r['rms_dex']:.2f}")
+                  f"{r['painted_over_mean']:12.2f} | {r['drawn_over_mean']:10.2f} | {r['rms_dex']:7.2f} | "
+                  f"{r['true_over_painted_voxels']:.2f}")
         print("  mean |log10(X/T)|: " + "; ".join(f"{k} P {v[0]:.3f} B {v[1]:.3f}" for k, v in gap["occupancy"].items()))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
