@@ -62,8 +62,9 @@ def per_halo(painted: np.ndarray, truth: np.ndarray, box: float, dark: dict, gro
     hosted = host >= 0
     n_groups = len(groups["GroupMass"])
     grnr = dark["SubhaloGrNr"]
-    p = np.bincount(grnr[host[hosted]], weights=painted[tuple(voxels[hosted].T)], minlength=n_groups)
-    at_voxels = np.bincount(grnr[host[hosted]], weights=truth[tuple(voxels[hosted].T)], minlength=n_groups)
+    group, at = grnr[host[hosted]], tuple(voxels[hosted].T)
+    p = np.bincount(group, weights=painted[at], minlength=n_groups)
+    at_voxels = np.bincount(group, weights=truth[at], minlength=n_groups)
     m = np.bincount(grnr, weights=mean, minlength=n_groups)
     t = np.bincount(grnr, weights=drawn, minlength=n_groups)
     log_mass = np.log10(groups["GroupMass"])
