@@ -3,6 +3,7 @@
 # functions (snakemake --lint).
 import glob
 import json
+import itertools
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 from dm2gal import models, seeds, tng
 from dm2gal.acquire.identity import acquired_with, check_acquired
 from dm2gal.config_checks import check_api_key, check_config
-from dm2gal.evaluate import check_universes, synthetic_params, run_name as universe_run
+from dm2gal.evaluate import check_training_universes, check_universes, synthetic_params, run_name as universe_run
 from dm2gal.acquire.tng_api import PART_TYPES as TNG_PART_TYPES
 from dm2gal.grid import QUANTITIES, FieldSource, SlabPlan, memory_mb, runtime_min
 from dm2gal.schema import fill_defaults, validate_config
@@ -58,6 +59,9 @@ SYNTHETIC = ACQUIRE_SOURCE == "synthetic"
 UNIVERSES = {u["name"]: u for u in check_universes(config)}
 EVAL_UNIVERSES = list(UNIVERSES)
 """The held-out universes (evaluation.universes); "test" is the training universe's test cube."""
+TRAINING_UNIVERSES = {u["name"]: u for u in check_training_universes(config)}
+"""Paired runs whose whole boxes add training voxels and HOD halos (split.training_universes)."""
+ALL_UNIVERSES = {**UNIVERSES, **TRAINING_UNIVERSES}
 
 ACQUIRE_PARTICLES = {
     "dark": True,
@@ -109,15 +113,15 @@ def universe_base(universe, sim):
     data_dir/universes/ (synthetic) or the entry's dark_base / hydro_base (archive sources)."""
     if universe == "test":
         return sim_base(sim)
-    entry = UNIVERSES[universe]
+    entry = ALL_UNIVERSES[universe]
     return sim_base(universe_run(universe, sim)) if "seed_offset" in entry else entry[f"{sim}_base"]
 
 
 def universe_snapshot(universe):
-    return SNAPSHOT if universe == "test" else UNIVERSES[universe].get("snapshot", SNAPSHOT)
+    return SNAPSHOT if universe == "test" else ALL_UNIVERSES[universe].get("snapshot", SNAPSHOT)
 
 
-ACQUIRED_RUNS = list(tng.SIMS) + ([universe_run(u, sim) for u in EVAL_UNIVERSES for sim in tng.SIMS]
+ACQUIRED_RUNS = list(tng.SIMS) + ([universe_run(u, sim) for u in ALL_UNIVERSES for sim in tng.SIMS]
                                   if SYNTHETIC else [])
 """Runs that get an acquire manifest (checkpoint `acquired`): the pair, and generated universes."""
 
@@ -158,6 +162,11 @@ def universe_field(universe, sim, quantity):
     return results("fields", universe_grid_run(universe, sim), f"{quantity}.zarr")
 
 
+def training_universe_fields(sim, quantity):
+    """One whole-box field of every training universe (split.training_universes), in order."""
+    return [universe_field(u, sim, quantity) for u in TRAINING_UNIVERSES]
+
+
 def stage_seed(stage, *keys):
     """The seed of one stage (and universe) derived from the top-level seed (dm2gal.seeds)."""
     return seeds.stage_seed(config["seed"], stage, *keys)
@@ -172,10 +181,10 @@ GRID_RUNS = {sim: (sim_base(sim), SNAPSHOT) for sim in tng.SIMS}
 GRID_RUNS.update({r["name"]: (r["base"], r.get("snapshot", SNAPSHOT)) for r in config["extra_runs"]})
 if len(GRID_RUNS) != len(tng.SIMS) + len(config["extra_runs"]):
     raise ValueError(f"extra_runs names must be unique and differ from {tng.SIMS}: {config['extra_runs']}")
-# the held-out universes' runs, gridded like the pair (same n_grid: the training voxel size
-# for boxes of the training size; rules/evaluate.smk)
+# the held-out and training universes' runs, gridded like the pair (same n_grid: the training
+# voxel size for boxes of the training size; rules/evaluate.smk, rules/split.smk)
 GRID_RUNS.update({universe_run(u, sim): (universe_base(u, sim), universe_snapshot(u))
-                  for u in EVAL_UNIVERSES for sim in tng.SIMS})
+                  for u in ALL_UNIVERSES for sim in tng.SIMS})
 """Every run the grid stage deposits: {run: (illustris_python basePath, snapshot)}."""
 GRID_WORK = results("fields", ".work", "{run}", "{quantity}")
 """The slab path's intermediate files of one field (rules/grid.smk)."""
@@ -298,9 +307,12 @@ def hod_fields(universe):
 
 
 def hod_inputs(wildcards):
-    """The training pair, the painted gravity-only run, the grid geometry (the universe's hydro field)."""
+    """The training pair and universes, the painted gravity-only run, the grid geometry (the universe's hydro field)."""
     u = wildcards.universe
-    inputs = dict(dark=manifest("dark"), hydro=manifest("hydro"), truth=universe_field(u, "hydro", "stellar_mass"))
+    inputs = dict(dark=manifest("dark"), hydro=manifest("hydro"), truth=universe_field(u, "hydro", "stellar_mass"),
+                  training=list(itertools.chain.from_iterable(
+                      [acquired_input(t, sim)] if SYNTHETIC else acquired_input(t, sim)
+                      for t in TRAINING_UNIVERSES for sim in tng.SIMS)))
     if u == "test":
         inputs["cubes"] = results("split", "cubes.json")
     else:

@@ -15,9 +15,10 @@ if SYNTHETIC:
             dark=directory(sim_base(universe_run("{universe}", "dark"))),
             hydro=directory(sim_base(universe_run("{universe}", "hydro"))),
         wildcard_constraints:
-            universe="|".join(EVAL_UNIVERSES),
+            universe="|".join(ALL_UNIVERSES),
         params:
-            synthetic=lambda w: synthetic_params(config["acquire"]["synthetic"], UNIVERSES[w.universe]["seed_offset"]),
+            synthetic=lambda w: synthetic_params(config["acquire"]["synthetic"],
+                                                 ALL_UNIVERSES[w.universe]["seed_offset"]),
         log:
             logs("synthesize_universe", "{universe}"),
         benchmark:

@@ -1,6 +1,7 @@
 # The hod stage (see docs/pipeline.md and docs/painting.md): the paper's HOD
-# benchmark, fitted on the training pair (hydro halos, their satellite corrections
-# against the gravity-only run, the abundance-matching relation) and drawn
+# benchmark, fitted on the training pair and any split.training_universes (hydro
+# halos, their satellite corrections against the gravity-only run, the
+# abundance-matching relation) and drawn
 # hod.realisations times onto a gravity-only run's subhalos: the training run over
 # the test cube (universe "test"), or a held-out universe's run whole
 # (evaluation.universes). Each realisation is deposited like that universe's truth.
@@ -27,6 +28,8 @@ rule hod:
         mass_max=HOD["mass_max"],
         halo_mass_field=HOD["halo_mass_field"],
         match_masses=HOD["match_halo_masses"],
+        extra_bases=[[universe_base(u, "dark"), universe_base(u, "hydro"), universe_snapshot(u)]
+                     for u in TRAINING_UNIVERSES],
         seed=HOD["seed"] if HOD["seed"] is not None else stage_seed("hod"),
     log:
         logs("hod", "{universe}"),

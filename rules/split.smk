@@ -14,6 +14,9 @@ rule split:
         stellar=results("fields", "hydro", "stellar_mass.zarr"),
         dark=manifest("dark"),
         hydro=manifest("hydro"),
+        extra_dm=training_universe_fields("dark", "dm_mass"),
+        extra_subhalo=training_universe_fields("dark", "subhalo_mass"),
+        extra_stellar=training_universe_fields("hydro", "stellar_mass"),
     output:
         cubes=results("split", "cubes.json"),
         train=results("split", "train.npz"),

@@ -30,6 +30,8 @@ rule train:
         split=results("split", "train.npz"),
         occupancy=results("paint", "test", "occupancy.json"),
         dark=dark_catalogue_input("test"),  # groups the calibration voxels into galaxies
+        extra_dm=training_universe_fields("dark", "dm_mass"),
+        extra_subhalo=training_universe_fields("dark", "subhalo_mass"),
         **train_floor_input(),
     output:
         ckpt=results("train", "{point}", "best.ckpt"),

@@ -9,4 +9,5 @@ run_stage(p.dark_base, p.hydro_base, p.snapshot, snakemake.input.truth, snakemak
           list(snakemake.output.fields), snakemake.output.catalogue, snakemake.output.bins,
           universe=snakemake.wildcards.universe, target_base=p.target_base, target_snapshot=p.target_snapshot,
           source=p.source, n_bins=p.n_bins, mass_min=p.mass_min, mass_max=p.mass_max,
-          halo_mass_field=p.halo_mass_field, seed=p.seed, match_masses=p.match_masses)
+          halo_mass_field=p.halo_mass_field, seed=p.seed, match_masses=p.match_masses,
+          extra_bases=[tuple(b) for b in p.extra_bases])

@@ -8,5 +8,6 @@ log_to_file(snakemake.log[0])
 cfg = dict(snakemake.params.split, halo_mass_field=snakemake.config["split"]["halo_mass_field"])
 run_split(snakemake.input.dm, snakemake.input.subhalo, snakemake.input.stellar,
           snakemake.params.dark_base, snakemake.params.hydro_base, snakemake.params.snapshot,
-          cfg, snakemake.output.cubes, snakemake.output.train, seed=snakemake.params.seed)
+          cfg, snakemake.output.cubes, snakemake.output.train, seed=snakemake.params.seed,
+          extra_boxes=list(zip(snakemake.input.extra_dm, snakemake.input.extra_subhalo, snakemake.input.extra_stellar)))
 record_seed(snakemake.output.cubes, snakemake.params.seed)

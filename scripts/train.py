@@ -15,7 +15,8 @@ cfg, point = snakemake.params.train, snakemake.params.point
 model = {k: v for k, v in snakemake.params.model.items() if k != "preset"}
 data = load_training_data(snakemake.input.dm, snakemake.input.subhalo, snakemake.input.stellar,
                           snakemake.input.split, snakemake.input.cubes, snakemake.input.occupancy,
-                          snakemake.input.get("ideal"), (snakemake.params.dark_base, snakemake.params.snapshot))
+                          snakemake.input.get("ideal"), (snakemake.params.dark_base, snakemake.params.snapshot),
+                          list(zip(snakemake.input.extra_dm, snakemake.input.extra_subhalo)))
 fit(data, model_config(snakemake.params.model["preset"], capacity=point["capacity"],
                        outputs=head_outputs(cfg["objective"]), **model),
     learning_rate=point["learning_rate"], weight_decay=point["weight_decay"], batch_size=cfg["batch_size"],

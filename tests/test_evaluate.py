@@ -38,6 +38,22 @@ def test_bad_universe_is_refused_naming_the_key(config, entries, key):
         evaluate.check_universes(config)
 
 
+@pytest.mark.parametrize("training, key", [
+    ([{"name": "t", "seed_offset": 1}], r"split.training_universes\[0\].seed_offset: 1 is also evaluation"),
+    ([{"name": "heldout2", "seed_offset": 7}], r"split.training_universes\[0\].name: 'heldout2' is also"),
+    ([{"name": "t", "seed_offset": 0}], r"split.training_universes\[0\].seed_offset: 0 is acquire"),
+])
+def test_a_training_universe_cannot_be_a_held_out_one(config, training, key):
+    """Training on a held-out universe would score the painter on what it trained on."""
+    config["evaluation"] = {"universes": [{"name": "heldout1", "seed_offset": 1},
+                                          {"name": "heldout2", "seed_offset": 2}]}
+    config["split"]["training_universes"] = training
+    with pytest.raises(ValueError, match=key):
+        evaluate.check_universes(config)
+    config["split"]["training_universes"] = [{"name": "t", "seed_offset": 101}]
+    assert evaluate.check_training_universes(config)[0]["seed_offset"] == 101
+
+
 def test_mini_universe_entry_needs_the_synthetic_source(config):
     config["acquire"]["source"] = "tng"
     config["evaluation"] = {"universes": [{"name": "a", "seed_offset": 3}]}

@@ -178,6 +178,40 @@ def test_training_relation_transfers_to_an_independent_box():
     assert chi2(other_dark) > 3.0  # without the relation the shift is back
 
 
+def test_training_universes_join_the_pools_and_statistics_box_by_box():
+    """split.training_universes: the HOD fitted on two pairs holds both boxes' centrals and
+    satellites in its pools and both boxes' halos in its statistics, each box abundance-matched
+    in itself (so the training box is painted as when fitted alone), and its relation still
+    carries the baryonic shift over to a third box."""
+    rng = np.random.default_rng(9)
+    masses = [10 ** (10 + 4 * rng.random(m) ** 3) for m in (20000, 12000, 30000)]
+    pairs = [(synthetic_run(rng, m, hydro=False), synthetic_run(rng, m, hydro=True, baryon_factor=0.8))
+             for m in masses]
+    joined = hod.concatenate([h for _, h in pairs[:2]])
+    assert np.array_equal(hod.is_central(joined), np.concatenate([hod.is_central(h) for _, h in pairs[:2]]))
+    assert np.array_equal(hod.satellite_counts(joined),
+                          np.concatenate([hod.satellite_counts(h) for _, h in pairs[:2]]))
+    fitted, painted = hod.fit_training(*pairs[0], n_bins=12, extra_pairs=[pairs[1]])
+    alone, painted_alone = hod.fit_training(*pairs[0], n_bins=12, mass_min=10 ** fitted.hod.edges[0],
+                                            mass_max=10 ** fitted.hod.edges[-1])
+    np.testing.assert_array_equal(painted.halo_mass, painted_alone.halo_mass)
+    second, _ = hod.fit_training(*pairs[1], n_bins=12, mass_min=10 ** fitted.hod.edges[0],
+                                 mass_max=10 ** fitted.hod.edges[-1])
+    for b in range(12):
+        assert np.array_equal(np.sort(fitted.hod.centrals[b]),
+                              np.sort(np.concatenate([alone.hod.centrals[b], second.hod.centrals[b]])))
+    np.testing.assert_array_equal(fitted.hod.n_halo, alone.hod.n_halo + second.hod.n_halo)
+    np.testing.assert_array_equal(fitted.corrections["n_halo"],
+                                  alone.corrections["n_halo"] + second.corrections["n_halo"])
+    other_dark, other_hydro = pairs[2]
+    edges = np.arange(7, 12.01, 0.25)
+    truth = hod.stellar_mass_function(other_hydro.sub_stellar, edges)
+    smf = hod.stellar_mass_function(hod.draw(fitted, hod.prepare_target(fitted, other_dark),
+                                             [np.random.SeedSequence(2)])[0]["stellar_mass"], edges)
+    used = truth + smf > 20
+    assert ((smf - truth)[used] ** 2 / (smf + truth)[used]).sum() / used.sum() < 2.0
+
+
 def ensemble_scatter_ratio(seeds_of, n: int, n_ensembles: int = 100) -> float:
     """std over independent ensembles of the n-draw ensemble mean of the HOD's total stellar mass
     in the heavy halos, divided by the std of a single draw's; `seeds_of(ensemble, n)` gives the

@@ -62,6 +62,25 @@ def test_patches_equal_rotated_periodic_cut_outs_of_the_normalised_fields(fields
     assert n == src.n
 
 
+def test_patches_of_stacked_boxes_wrap_within_their_own_box(fields):
+    """Box b of a several-box source cuts exactly what a one-box source of its fields cuts, also
+    at its faces, where the wrap must stay inside the box and not reach the neighbouring one."""
+    mean, std = [20.0, 22.0], [1.5, 0.7]
+    other = [np.roll(f, 5, axis=0) * 3.0 for f in fields]
+    both = PatchSource.from_boxes([fields, other], mean, std, device="cpu", slab=5)
+    assert both.boxes == 2 and both.n == 12 and both.data.shape == (24, 12, 12, 2)
+    centres = torch.tensor([[0, 0, 0], [11, 5, 1], [3, 11, 10], [6, 6, 11]] * 6)
+    rots = torch.arange(24)
+    for b, box_fields in enumerate((fields, other)):
+        alone = PatchSource.from_arrays(box_fields, mean, std, device="cpu")
+        shifted = centres + torch.tensor([12 * b, 0, 0])
+        assert torch.equal(both.cut(shifted, rots, 7), alone.cut(centres, rots, 7))
+    with pytest.raises(ValueError, match="stacked boxes"):
+        PatchSource(torch.zeros(13, 12, 12, 2))
+    with pytest.raises(ValueError, match="same n"):
+        PatchSource.from_boxes([fields, [f[:6, :6, :6] for f in fields]], mean, std, device="cpu")
+
+
 def test_float16_storage_keeps_a_quarter_percent_in_mass(fields):
     logs = [np.log10(1.0 + f.astype(np.float64)) for f in fields]
     mean, std = [float(v.mean()) for v in logs], [float(v.std()) for v in logs]

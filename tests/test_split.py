@@ -129,6 +129,48 @@ def test_training_voxels_and_normalisation_match_brute_force(toy_split):
     assert {tuple(v) for v in npz["val_coords"]} == vwant
 
 
+def test_a_training_universe_adds_its_whole_box_on_the_stacked_grid(toy_split, tmp_path):
+    """split.training_universes: every voxel of the other box above the threshold joins the
+    training voxels at x + n (the stacked grid PatchSource.from_boxes cuts from), the input
+    statistics are those of both regions together, the weights are counted over both, and the
+    cubes, validation voxels and calibration blocks stay the training pair's."""
+    fields, _, _, npz = toy_split
+    n = 32
+    other = write_toy(tmp_path / "other", tmp_path / "other_data", n=32, n_sub=800, seed=4)
+    f, o = tmp_path / "pair", tmp_path / "other" / "fields"
+    pair = write_toy(f, tmp_path / "data", n=32, n_sub=800, seed=3)
+    out = (tmp_path / "cubes.json", tmp_path / "train.npz")
+    report = run_split(f / "fields/dark/dm_mass.zarr", f / "fields/dark/subhalo_mass.zarr",
+                       f / "fields/hydro/stellar_mass.zarr", tmp_path / "data/dark/output",
+                       tmp_path / "data/hydro/output", 99, SPLIT_CFG, *out,
+                       extra_boxes=[(o / "dark/dm_mass.zarr", o / "dark/subhalo_mass.zarr",
+                                     o / "hydro/stellar_mass.zarr")])
+    both = dict(np.load(out[1]))
+    assert all(np.array_equal(pair[k], fields[k]) for k in fields)  # the same pair as toy_split's
+    assert int(both["training_boxes"]) == 2 and report["training_boxes"] == 2
+    first = both["coords"][:, 0] < n
+    assert np.array_equal(both["coords"][first], npz["coords"])
+    grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    ms = other["stellar"].reshape(-1).astype(np.float64)
+    assert {tuple(v) for v in both["coords"][~first] - [n, 0, 0]} == {tuple(v) for v in grid[ms > 1e8]}
+    in_other = tuple((both["coords"][~first] - [n, 0, 0]).T)
+    assert np.allclose(both["log_mstar"][~first], np.log10(other["stellar"][in_other]))
+    region = np.ones(n ** 3, bool)
+    for cube in [Cube((0, 0, 0), 13), Cube((16, 16, 16), 13)] + [Cube(tuple(int(v) for v in b[:3]), int(b[3]))
+                                                                  for b in npz["calibration_blocks"]]:
+        region &= ~cube.contains(grid, n)
+    scale = float(npz["input_scale"][0])
+    for c, key in enumerate(("dm", "subhalo")):
+        v = np.concatenate([np.log10(1 + fields[key].reshape(-1).astype(np.float64) / scale)[region],
+                            np.log10(1 + other[key].reshape(-1).astype(np.float64) / scale)])
+        assert np.isclose(both["input_mean"][c], v.mean()) and np.isclose(both["input_std"][c], v.std())
+    sub_at = np.concatenate([fields["subhalo"][tuple(npz["coords"].T)],
+                             other["subhalo"][in_other]]).astype(np.float64)
+    assert np.allclose(both["weights"], input_weights(sub_at, SPLIT_CFG["weight_bins"])[0])
+    for key in ("val_coords", "val_log_mstar", "calibration_blocks", "input_scale"):
+        assert np.array_equal(both[key], npz[key])
+
+
 def test_cube_report_counts_galaxies_and_finds_the_most_massive_halo(toy_split):
     fields, _, cubes, _ = toy_split
     n, box = 32, 20.0

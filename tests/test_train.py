@@ -177,6 +177,35 @@ with open(out + f"/rank{dist.get_rank()}.json", "w") as f:
 
 
 @pytest.mark.slow
+def test_training_draws_patches_from_every_training_universe(tmp_path):
+    """split.training_universes: the train job stacks the other boxes' inputs behind the pair's,
+    so voxels of box 1 (coords[:, 0] >= n) are cut from box 1's fields, and a split made with
+    another number of boxes than the job is given is refused."""
+    paths, split = _toy_split(tmp_path / "pair", n=24, n_sub=500)
+    write_toy(tmp_path / "other", tmp_path / "other_data", n=24, n_sub=500, seed=6)
+    f = tmp_path / "other" / "fields"
+    extra = (f / "dark/dm_mass.zarr", f / "dark/subhalo_mass.zarr")
+    run_split(*paths, tmp_path / "pair/data/dark/output", tmp_path / "pair/data/hydro/output", 99, SPLIT_CFG,
+              split[1], split[0], extra_boxes=[(*extra, f / "hydro/stellar_mass.zarr")])
+    with pytest.raises(ValueError, match="2 boxes, but 1 were given"):
+        load_training_data(*paths, *split)
+    data = load_training_data(*paths, *split, extra_inputs=[extra])
+    assert (data.coords[:, 0] >= 24).sum() > 0
+    norm = data.normalisation
+    source = PatchSource.from_boxes([[data.dm, data.subhalo], list(data.extra_inputs[0])], norm["input_mean"],
+                                    norm["input_std"], device="cpu", scale=input_scale(norm))
+    alone = PatchSource.from_arrays(list(data.extra_inputs[0]), norm["input_mean"], norm["input_std"], device="cpu",
+                                    scale=input_scale(norm))
+    centres = torch.as_tensor(data.coords[data.coords[:, 0] >= 24][:8], dtype=torch.int64)
+    assert torch.equal(source.cut(centres, None, 21), alone.cut(centres - torch.tensor([24, 0, 0]), None, 21))
+    torch.set_num_threads(1)
+    out = tmp_path / "train"
+    res = fit(data, model_config("small", outputs=2), learning_rate=3e-3, weight_decay=1e-5, batch_size=32,
+              steps_per_epoch=10, max_epochs=1, seed=1, selection=SELECTION, ckpt_path=str(out / "best.ckpt"),
+              history_path=str(out / "history.csv"), progress=False)
+    assert res["epochs"] == 1 and (out / "best.ckpt").exists()
+
+
 def test_ddp_on_cpu_with_two_processes(tmp_path):
     paths, split = _toy_split(tmp_path, n=24, n_sub=400)
     script = tmp_path / "ddp.py"
@@ -212,3 +241,29 @@ def test_the_sweep_expands_into_one_gpu_job_per_point(tmp_path, repo):
         assert f"{tmp_path}/results/train/{p}/best.ckpt" in out
     blocks = [b for b in out.split("rule ") if b.startswith("train:")]
     assert len(blocks) == 4 and all("gpu=1" in b for b in blocks)
+
+
+def test_training_universes_are_made_gridded_and_given_to_split_train_and_hod(tmp_path, repo):
+    """split.training_universes in the workflow: each mini-universe is synthesised and gridded
+    like a held-out one, and its fields reach the split and train jobs, its manifests the HOD."""
+    over = tmp_path / "universes.yaml"
+    over.write_text(f"results_dir: {tmp_path}/results\ndata_dir: {tmp_path}/data\n"
+                    "split:\n  training_universes: [{name: extra1, seed_offset: 101}]\n")
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    proc = subprocess.run([snakemake, "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--configfile",
+                           str(repo / "config.yaml"), str(over), "-n", "--cores", "2",
+                           f"{tmp_path}/results/select/best.ckpt", f"{tmp_path}/results/hod/test/bins.json"],
+                          capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    blocks = {b.split(":", 1)[0]: b for b in (proc.stdout + proc.stderr).split("rule ")}
+    fields = f"{tmp_path}/results/fields/universes/extra1"
+    assert "universe=extra1" in blocks["synthesize_universe"]
+    for rule in ("split", "train"):
+        assert f"{fields}/dark/dm_mass.zarr" in blocks[rule] and f"{fields}/dark/subhalo_mass.zarr" in blocks[rule]
+    assert f"{fields}/hydro/stellar_mass.zarr" in blocks["split"]
+    assert f"{tmp_path}/data/universes/extra1/hydro/manifest.json" in blocks["hod"]
+    over.write_text(over.read_text().replace("seed_offset: 101", "seed_offset: 1"))  # heldout1's
+    proc = subprocess.run([snakemake, "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--configfile",
+                           str(repo / "config.yaml"), str(over), "-n", "--cores", "2"],
+                          capture_output=True, text=True, timeout=170)
+    assert proc.returncode != 0 and "split.training_universes[0].seed_offset: 1 is also" in proc.stdout + proc.stderr

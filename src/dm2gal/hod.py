@@ -25,7 +25,9 @@ hydro central (or satellite) draws from the nearest bin that has one.
 
 Held-out universes (`fit_training`, `prepare_target`): the HOD, its satellite
 corrections and the abundance-matching relation (gravity-only -> hydro halo mass)
-are all fitted on the training pair, then applied to another gravity-only run
+are all fitted on the training pair (and the training universes, when
+split.training_universes lists some: their halos join the pools and the statistics,
+each box abundance-matched in itself), then applied to another gravity-only run
 alone; its hydro twin is never read. The draws are an ensemble: realisation i of
 universe u is seeded by the i-th child of SeedSequence([seed, crc32(u)])
 (`realisation_seeds`), so the realisations of one universe, and the universes,
@@ -65,6 +67,26 @@ class Catalogue:
     sub_halo: np.ndarray
     sub_pos: np.ndarray | None = None
     sub_stellar: np.ndarray | None = None
+
+
+def concatenate(cats: list[Catalogue]) -> Catalogue:
+    """The halos and subhalos of several boxes as one Catalogue (halo indices offset box by box;
+    positions stay each box's own, so only position-free uses are meaningful: the fit's pools
+    and statistics)."""
+    if len(cats) == 1:
+        return cats[0]
+    halo_offsets = np.cumsum([0] + [len(c.halo_mass) for c in cats[:-1]])
+    sub_offsets = np.cumsum([0] + [len(c.sub_halo) for c in cats[:-1]])
+
+    def joined(name):
+        parts = [getattr(c, name) for c in cats]
+        return None if any(p is None for p in parts) else np.concatenate(parts)
+
+    return Catalogue(
+        halo_mass=np.concatenate([c.halo_mass for c in cats]),
+        first_sub=np.concatenate([np.where(c.first_sub >= 0, c.first_sub + o, -1) for c, o in zip(cats, sub_offsets)]),
+        sub_halo=np.concatenate([c.sub_halo + o for c, o in zip(cats, halo_offsets)]),
+        sub_pos=joined("sub_pos"), sub_stellar=joined("sub_stellar"))
 
 
 def load_catalogue(base: str, snap: int, halo_mass_field: str, stellar: bool) -> Catalogue:
@@ -194,12 +216,16 @@ def match_halo_masses(dark: Catalogue, hydro: Catalogue) -> Catalogue:
     return Catalogue(mass, dark.first_sub, dark.sub_halo, dark.sub_pos, dark.sub_stellar)
 
 
-def mass_relation(dark: Catalogue, hydro: Catalogue) -> tuple[np.ndarray, np.ndarray]:
-    """The pair's abundance matching as a function: (distinct log10 gravity-only halo masses,
-    increasing; the mean log10 hydro mass `match_halo_masses` gives the halos of each)."""
-    occ = _occupied(dark)
-    x = np.log10(dark.halo_mass[occ])
-    y = np.log10(match_halo_masses(dark, hydro).halo_mass[occ])
+def mass_relation(pairs: list[tuple[Catalogue, Catalogue]]) -> tuple[np.ndarray, np.ndarray]:
+    """The abundance matching of (gravity-only, hydro) pairs as one function: (distinct log10
+    gravity-only halo masses, increasing; the mean log10 hydro mass `match_halo_masses` gives
+    the halos of each, every pair matched in its own box)."""
+    x, y = [], []
+    for dark, hydro in pairs:
+        occ = _occupied(dark)
+        x.append(np.log10(dark.halo_mass[occ]))
+        y.append(np.log10(match_halo_masses(dark, hydro).halo_mass[occ]))
+    x, y = np.concatenate(x), np.concatenate(y)
     ux, inverse = np.unique(x, return_inverse=True)
     return ux, np.bincount(inverse, weights=y) / np.bincount(inverse)
 
@@ -230,16 +256,19 @@ class Fitted:
 
 
 def fit_training(dark: Catalogue, hydro: Catalogue, n_bins: int, mass_min: float | None = None,
-                 mass_max: float | None = None, match_masses: bool = True) -> tuple[Fitted, Catalogue]:
-    """Fit on the training pair; returns the fit and the training gravity-only catalogue as the
-    HOD paints it (abundance-matched by rank in its own box when `match_masses`)."""
-    model = fit(hydro, n_bins, mass_min, mass_max)
-    painted = match_halo_masses(dark, hydro) if match_masses else dark
+                 mass_max: float | None = None, match_masses: bool = True,
+                 extra_pairs: list[tuple[Catalogue, Catalogue]] = ()) -> tuple[Fitted, Catalogue]:
+    """Fit on the training pair and `extra_pairs` (the training universes' (gravity-only, hydro)
+    catalogues); returns the fit and the training gravity-only catalogue as the HOD paints it
+    (abundance-matched by rank in its own box when `match_masses`)."""
+    pairs = [(dark, hydro), *extra_pairs]
+    model = fit(concatenate([h for _, h in pairs]), n_bins, mass_min, mass_max)
+    painted = [match_halo_masses(d, h) if match_masses else d for d, h in pairs]
     if match_masses:
         log.info("abundance matching: gravity-only halo masses x %.4f overall",
-                 painted.halo_mass[_occupied(dark)].sum() / dark.halo_mass[_occupied(dark)].sum())
-    relation = mass_relation(dark, hydro) if match_masses else None
-    return Fitted(model, corrections(model, painted), relation), painted
+                 painted[0].halo_mass[_occupied(dark)].sum() / dark.halo_mass[_occupied(dark)].sum())
+    relation = mass_relation(pairs) if match_masses else None
+    return Fitted(model, corrections(model, concatenate(painted)), relation), painted[0]
 
 
 def prepare_target(fitted: Fitted, target: Catalogue) -> Catalogue:
@@ -307,21 +336,27 @@ SMF_EDGES = np.arange(7.0, 13.01, 0.25)
 def run(dark_base: str, hydro_base: str, snap: int, target_base: str, target_snap: int, truth_attrs: dict,
         cube_start, cube_size: int, n_bins: int, mass_min: float | None, mass_max: float | None,
         halo_mass_field: str, seeds: list[np.random.SeedSequence], match_masses: bool = True,
-        same_box: bool = True) -> tuple[list[np.ndarray], dict, dict]:
+        same_box: bool = True, extra_bases: list[tuple[str, str, int]] = ()) -> tuple[list[np.ndarray], dict, dict]:
     """Fit the HOD on the training pair, draw it onto the gravity-only run at `target_base` once
     per seed, and deposit each draw on the region [cube_start, + cube_size)^3 of the grid.
 
     `same_box`: the target is the training gravity-only run itself (the test cube). Else it is
     a held-out universe, whose halo masses go through the training relation. `truth_attrs` are
     the attributes of the target universe's hydro stellar-mass field (box_size, n_grid, mas),
-    so the HOD is deposited exactly like its truth. Returns (one float32 (size,)^3 cube
+    so the HOD is deposited exactly like its truth. `extra_bases`: (dark_base, hydro_base,
+    snapshot) of the training universes, fitted on beside the training pair. Returns (one float32 (size,)^3 cube
     [Msun/h per voxel] per seed, realisation 0's catalogue columns, bins report).
     """
     hydro = load_catalogue(hydro_base, snap, halo_mass_field, stellar=True)
     dark = load_catalogue(dark_base, snap, halo_mass_field, stellar=False)
     log.info("hydro: %d halos, %d subhalos; gravity-only: %d halos, %d subhalos",
              len(hydro.halo_mass), len(hydro.sub_halo), len(dark.halo_mass), len(dark.sub_halo))
-    fitted, painted_dark = fit_training(dark, hydro, n_bins, mass_min, mass_max, match_masses)
+    extra_pairs = [(load_catalogue(d, snap_e, halo_mass_field, stellar=False),
+                    load_catalogue(h, snap_e, halo_mass_field, stellar=True)) for d, h, snap_e in extra_bases]
+    if extra_pairs:
+        log.info("training universes: %d more pairs, %d hydro halos", len(extra_pairs),
+                 sum(len(h.halo_mass) for _, h in extra_pairs))
+    fitted, painted_dark = fit_training(dark, hydro, n_bins, mass_min, mass_max, match_masses, extra_pairs)
     if same_box:
         target = painted_dark
     else:
@@ -359,7 +394,8 @@ def run(dark_base: str, hydro_base: str, snap: int, target_base: str, target_sna
 def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_json, out_fields, out_catalogue,
               out_bins, *, universe: str = "test", target_base: str | None = None, target_snapshot: int | None = None,
               source: str = "dark", n_bins: int, mass_min: float | None, mass_max: float | None,
-              halo_mass_field: str, seed: int, match_masses: bool = True) -> dict:
+              halo_mass_field: str, seed: int, match_masses: bool = True,
+              extra_bases: list[tuple[str, str, int]] = ()) -> dict:
     """The hod rule for one universe: len(out_fields) realisations, realisation 0's catalogue, bins.json.
 
     universe 'test' paints the training gravity-only run over the test cube of `cubes_json`;
@@ -376,7 +412,8 @@ def run_stage(dark_base: str, hydro_base: str, snapshot: int, truth_path, cubes_
     same_box = universe == "test"
     cubes, columns, report = run(dark_base, hydro_base, snapshot, target_base or dark_base,
                                  snapshot if target_snapshot is None else target_snapshot, truth_attrs, start, size,
-                                 n_bins, mass_min, mass_max, halo_mass_field, seeds, match_masses, same_box)
+                                 n_bins, mass_min, mass_max, halo_mass_field, seeds, match_masses, same_box,
+                                 extra_bases)
     for i, (cube, path) in enumerate(zip(cubes, out_fields)):
         attrs = cube_attrs(truth_attrs, start, size, source=source, quantity="stellar_mass", mode="hod",
                            label="HOD benchmark: training hydro halo-mass bins sampled onto gravity-only subhalos",

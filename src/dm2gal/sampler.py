@@ -1,7 +1,8 @@
 """Periodic two-channel patches cut from fields held in memory, by index arithmetic.
 
 `PatchSource` holds the normalised input channels (dark-matter mass, gravity-only
-subhalo mass) of the whole box as one (n^3, C) tensor, on the GPU when it fits.
+subhalo mass) of one or more whole periodic boxes (training can draw from several
+paired runs) as one (m n^3, C) tensor, on the GPU when it fits.
 `PatchSource.cut` gathers a batch of (C, P, P, P) patches around given centre voxels,
 each rotated by one of the 24 proper cube rotations, in a single `index_select`:
 the rotation and the periodic wrap are folded into the indices, so neither costs a
@@ -49,19 +50,23 @@ def fits_on_gpu(nbytes: int, margin: float = 0.5) -> bool:
 
 
 class PatchSource:
-    """Normalised input fields of one periodic box, stored channels-last as (n^3, C).
+    """Normalised input fields of m periodic boxes of n^3 voxels, stored channels-last.
 
-    `data` is a (n, n, n, C) tensor on the device where patches are cut. Build one
-    with `from_arrays`.
+    `data` is an (m n, n, n, C) tensor on the device where patches are cut: the boxes stacked
+    along the first axis, so voxel (x, y, z) of box b is row b n + x. Patches wrap
+    periodically within their own box. Build one with `from_arrays` (one box) or
+    `from_boxes`.
     """
 
     def __init__(self, data: torch.Tensor):
-        if data.dim() != 4 or not (data.shape[0] == data.shape[1] == data.shape[2]):
-            raise ValueError(f"expected a (n, n, n, C) tensor, got {tuple(data.shape)}")
+        if (data.dim() != 4 or data.shape[1] != data.shape[2] or data.shape[1] == 0
+                or data.shape[0] % data.shape[1] != 0 or data.shape[0] == 0):
+            raise ValueError(f"expected an (m n, n, n, C) tensor of m stacked boxes, got {tuple(data.shape)}")
         self.data = data.contiguous()
-        self.n = int(data.shape[0])
+        self.n = int(data.shape[1])
+        self.boxes = int(data.shape[0]) // self.n
         self.channels = int(data.shape[3])
-        self._flat = self.data.view(self.n ** 3, self.channels)
+        self._flat = self.data.view(self.boxes * self.n ** 3, self.channels)
         self._axes = torch.as_tensor(AXES, device=data.device)
         self._signs = torch.as_tensor(SIGNS, device=data.device)
 
@@ -80,8 +85,8 @@ class PatchSource:
         slab: int = 128,
         scale: Sequence[float] | None = None,
     ) -> "PatchSource":
-        """Normalise and stack C cubic mass fields [Msun/h] into a PatchSource (see `normalise`;
-        `scale` None means 1 for every channel).
+        """Normalise and stack C cubic mass fields [Msun/h] of one box into a PatchSource (see
+        `normalise`; `scale` None means 1 for every channel).
 
         `arrays` are (n, n, n) arrays or anything sliceable along the first axis
         (e.g. Zarr arrays): they are read slab by slab, so only the stored tensor is
@@ -90,43 +95,65 @@ class PatchSource:
         normalised value x to 2^-11 |x|, i.e. log10 M to 2^-11 |x| std, under 0.25 % in
         mass within 4 standard deviations of the mean (std ~ 0.5-1 dex).
         """
-        n = int(arrays[0].shape[0])
-        if any(tuple(a.shape) != (n, n, n) for a in arrays):
-            raise ValueError("input fields must all be (n, n, n) with the same n")
+        return cls.from_boxes([arrays], mean, std, device=device, dtype=dtype, slab=slab, scale=scale)
+
+    @classmethod
+    def from_boxes(
+        cls,
+        boxes: Sequence[Sequence],
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        slab: int = 128,
+        scale: Sequence[float] | None = None,
+    ) -> "PatchSource":
+        """`from_arrays` for m boxes: `boxes[b]` holds box b's C fields, every one (n, n, n)
+        with the same n, normalised alike; box b becomes rows [b n, (b + 1) n)."""
+        n = int(boxes[0][0].shape[0])
+        channels = len(boxes[0])
+        if any(len(arrays) != channels or any(tuple(a.shape) != (n, n, n) for a in arrays) for arrays in boxes):
+            raise ValueError("input fields must all be (n, n, n) with the same n, and every box needs the same "
+                             "channels")
         if device is None:
-            nbytes = n ** 3 * len(arrays) * 2
+            nbytes = len(boxes) * n ** 3 * channels * 2
             device = "cuda" if fits_on_gpu(nbytes) else "cpu"
         device = torch.device(device)
         if dtype is None:
             dtype = torch.float16 if device.type == "cuda" else torch.float32
-        data = torch.empty((n, n, n, len(arrays)), dtype=dtype, device=device)
-        for a in range(0, n, slab):
-            b = min(a + slab, n)
-            for c, arr in enumerate(arrays):
-                block = np.asarray(arr[a:b], dtype=np.float64)
-                s = 1.0 if scale is None else float(scale[c])
-                data[a:b, ..., c] = torch.from_numpy(normalise(block, mean[c], std[c], s)).to(device, dtype)
+        data = torch.empty((len(boxes) * n, n, n, channels), dtype=dtype, device=device)
+        for b, arrays in enumerate(boxes):
+            for a in range(0, n, slab):
+                e = min(a + slab, n)
+                for c, arr in enumerate(arrays):
+                    block = np.asarray(arr[a:e], dtype=np.float64)
+                    s = 1.0 if scale is None else float(scale[c])
+                    data[b * n + a:b * n + e, ..., c] = torch.from_numpy(
+                        normalise(block, mean[c], std[c], s)).to(device, dtype)
         return cls(data)
 
     def linear_index(self, centres: torch.Tensor, rotations: torch.Tensor, patch: int) -> torch.Tensor:
         """(B, P, P, P) int64 flat voxel index of each rotated, periodically wrapped patch.
 
-        `centres` (B, 3) voxel indices, `rotations` (B,) in [0, 24). Patch voxel p
-        (centred offset d = p - P // 2) reads field voxel centre + R d (mod n).
+        `centres` (B, 3) voxel indices on the stacked grid (the first in [0, m n): box
+        centres[:, 0] // n), `rotations` (B,) in [0, 24). Patch voxel p (centred offset
+        d = p - P // 2) reads voxel centre + R d of the centre's box, wrapped modulo n.
         """
         if patch % 2 != 1:
             raise ValueError(f"patch size must be odd (a centre voxel), got {patch}")
         dev = self.device
         centres = centres.to(dev, torch.int64)
         rotations = rotations.to(dev, torch.int64)
+        box_start = (centres[:, 0] // self.n) * self.n ** 3                 # (B,) first flat index of the box
+        local = centres % self.n
         offsets = torch.arange(patch, device=dev) - patch // 2
         axes, signs = self._axes[rotations], self._signs[rotations]        # (B, 3)
         strides = torch.tensor([self.n * self.n, self.n, 1], device=dev)
         # Field axis i contributes a length-P index vector that runs along patch axis axes[:, i].
-        per_field_axis = ((centres[:, :, None] + signs[:, :, None] * offsets) % self.n) * strides[:, None]
+        per_field_axis = ((local[:, :, None] + signs[:, :, None] * offsets) % self.n) * strides[:, None]
         per_patch_axis = per_field_axis.gather(1, axes.argsort(dim=1)[:, :, None].expand(-1, -1, patch))
-        return (per_patch_axis[:, 0, :, None, None] + per_patch_axis[:, 1, None, :, None]
-                + per_patch_axis[:, 2, None, None, :])
+        return (box_start[:, None, None, None] + per_patch_axis[:, 0, :, None, None]
+                + per_patch_axis[:, 1, None, :, None] + per_patch_axis[:, 2, None, None, :])
 
     def cut(self, centres: torch.Tensor, rotations: torch.Tensor | None, patch: int) -> torch.Tensor:
         """A (B, C, P, P, P) batch of patches (channels_last_3d layout) on this source's device.
@@ -144,7 +171,8 @@ class PatchSource:
 class WeightedDraws:
     """Training voxels drawn with replacement by weight, each with a random rotation.
 
-    `coords` (N, 3) voxel indices, `targets` (N,) normalised log10 stellar mass,
+    `coords` (N, 3) voxel indices (on the stacked grid of a several-box `PatchSource`),
+    `targets` (N,) normalised log10 stellar mass,
     `weights` (N,) non-negative. The draws come from a CPU generator seeded by
     `seed`, so a given seed gives the same batches on any device. Each draw carries
     an importance weight: `importance` (N,) when given, else mean(w) / w_i, with which a

@@ -152,7 +152,23 @@ def scan_training_region(stellar, inputs, cubes: list[Cube], min_mass: float, sl
     if (std == 0).any():
         raise ValueError("an input field is constant over the training region")
     return dict(coords=np.concatenate(coords), mstar=np.concatenate(mstar), inputs=np.concatenate(at),
-                input_mean=mean, input_std=std, box_mean=total / n ** 3)
+                input_mean=mean, input_std=std, box_mean=total / n ** 3, count=count)
+
+
+def pool_scans(scans: list[dict], n: int) -> dict:
+    """One `scan_training_region` result from the scans of m boxes of n^3 voxels (box b's
+    coordinates shifted to rows [b n, (b + 1) n) of the stacked grid, as `PatchSource`
+    stacks boxes); the input mean and std are those of all the boxes' regions together,
+    box_mean is the first box's."""
+    counts = np.array([s["count"] for s in scans], dtype=np.float64)
+    means = np.stack([s["input_mean"] for s in scans])
+    second = np.stack([s["input_std"] ** 2 + s["input_mean"] ** 2 for s in scans])
+    mean = counts @ means / counts.sum()
+    std = np.sqrt(np.maximum(counts @ second / counts.sum() - mean ** 2, 0.0))
+    coords = [s["coords"] + np.array([b * n, 0, 0], dtype=np.int32) for b, s in enumerate(scans)]
+    return dict(coords=np.concatenate(coords), mstar=np.concatenate([s["mstar"] for s in scans]),
+                inputs=np.concatenate([s["inputs"] for s in scans]), input_mean=mean, input_std=std,
+                box_mean=scans[0]["box_mean"], count=int(counts.sum()))
 
 
 def sample_weights(mstar: np.ndarray, n_bins: int, lo: float, hi: float,
@@ -323,7 +339,7 @@ def _split_report(cfg: dict, n: int, box: float, cubes: dict[str, Cube], block: 
 
 
 def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapshot: int, cfg: dict,
-              cubes_json, train_npz, seed: int = 0) -> dict:
+              cubes_json, train_npz, seed: int = 0, extra_boxes: list[tuple] = ()) -> dict:
     """The split stage: cubes.json (cubes and their reports) and train.npz (see docs/pipeline.md).
 
     `cfg` is the `split` config section. train.npz holds: coords (N, 3) int32 training
@@ -334,14 +350,30 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     dark-matter field's total mass / n^3) for both inputs, input_mean / input_std (2,) of
     log10(1 + M / input_scale) for [dm_mass, subhalo_mass], target_mean / target_std of log10 M* over the training
     voxels, val_coords / val_log_mstar (the validation cube's voxels above the
-    threshold, where the validation painting is done), n_grid, box_size, min_stellar_mass.
+    threshold, where the validation painting is done), n_grid, box_size, min_stellar_mass,
+    training_boxes (the number of boxes the training voxels come from).
+
+    `extra_boxes`: (dm_path, subhalo_path, stellar_path) of more paired runs of the same box
+    size and grid (`training_universes`), whose whole boxes add training voxels; the voxels of
+    extra box b (from 1) have coords[:, 0] in [b n, (b + 1) n), the stacked grid that
+    `dm2gal.sampler.PatchSource.from_boxes` cuts from. The cubes, the calibration blocks and
+    the input scale are the first box's.
     """
     stellar, dm, sub, n, box = _open_inputs(stellar_path, dm_path, subhalo_path)
     cubes, block, blocks = _cubes_and_blocks(cfg, n, box, seed)
     min_mass = float(cfg["min_stellar_mass"])
     scale = float(dm.attrs["total_mass"]) / n ** 3  # mean matter mass per voxel of the gravity-only run
-    scan = scan_training_region(stellar, [dm, sub], list(cubes.values()) + blocks, min_mass, slab=int(stellar.chunks[0]),
-                                scales=[scale, scale])
+    scans = [scan_training_region(stellar, [dm, sub], list(cubes.values()) + blocks, min_mass,
+                                  slab=int(stellar.chunks[0]), scales=[scale, scale])]
+    for i, (extra_dm, extra_sub, extra_stellar) in enumerate(extra_boxes):
+        e_stellar, e_dm, e_sub, e_n, e_box = _open_inputs(extra_stellar, extra_dm, extra_sub)
+        if e_n != n or not np.isclose(e_box, box):
+            raise ValueError(f"training universe {i + 1} ({extra_stellar}) is a {e_n}^3 grid of a {e_box:g} Mpc/h box; "
+                             f"the training pair's is {n}^3 of {box:g} Mpc/h, and patches must have one voxel size")
+        scans.append(scan_training_region(e_stellar, [e_dm, e_sub], [], min_mass, slab=int(e_stellar.chunks[0]),
+                                          scales=[scale, scale]))
+        log.info("training universe %d: %d training voxels", i + 1, len(scans[-1]["mstar"]))
+    scan = pool_scans(scans, n)
     if len(scan["mstar"]) == 0:
         raise ValueError(f"no training voxel has stellar mass > {min_mass:g} Msun/h")
     weights, edges, importance = _training_weights(scan, cfg, min_mass)
@@ -349,6 +381,7 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
     val_coords, val_log_mstar = _validation_voxels(stellar, cubes["validation"], min_mass, n)
 
     report = _split_report(cfg, n, box, cubes, block, blocks, scan, stellar, dm, dark_base, hydro_base, snapshot)
+    report["training_boxes"] = len(scans)
     for name in cubes:
         r = report[name]
         log.info("%s cube: start %s, %d voxels (%.2f Mpc/h), %d galaxies, %d galaxy voxels, "
@@ -364,5 +397,5 @@ def run_split(dm_path, subhalo_path, stellar_path, dark_base, hydro_base, snapsh
                  target_mean=log_m.mean(), target_std=log_m.std(),
                  val_coords=val_coords, val_log_mstar=val_log_mstar,
                  calibration_blocks=np.array([[*b.start, b.size] for b in blocks], np.int32).reshape(-1, 4),
-                 n_grid=n, box_size=box, min_stellar_mass=min_mass)
+                 n_grid=n, box_size=box, min_stellar_mass=min_mass, training_boxes=len(scans))
     return report

@@ -83,7 +83,10 @@ class TrainingData:
     candidates in the split's calibration blocks and the validation cube) and their truth;
     cal_hosts (C,) or None: the gravity-only subhalo hosting each (as the realisations group
     voxels into galaxies, `dm2gal.realisations.host_subhalos`; -1: none);
-    n_grid, box_size [Mpc/h]: the parent grid; normalisation: see `dm2gal.inference.NORMALISATION_KEYS`.
+    n_grid, box_size [Mpc/h]: the parent grid; normalisation: see `dm2gal.inference.NORMALISATION_KEYS`;
+    extra_inputs: (dm, subhalo) fields of the other training boxes (`training_universes`), whose
+    voxels coords addresses on the stacked grid (box b: coords[:, 0] in [b n, (b + 1) n)); the
+    validation and calibration voxels are the first box's.
     """
 
     dm: object
@@ -105,6 +108,7 @@ class TrainingData:
     cal_truth: np.ndarray | None = None
     cal_hosts: np.ndarray | None = None
     min_mass: float = 0.0
+    extra_inputs: tuple = ()
 
     def normalised(self, log_mstar: np.ndarray) -> np.ndarray:
         n = self.normalisation
@@ -117,17 +121,22 @@ class TrainingData:
 
 
 def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_json, occupancy_json,
-                       ideal_path=None, dark_catalogue=None) -> TrainingData:
+                       ideal_path=None, dark_catalogue=None, extra_inputs=()) -> TrainingData:
     """TrainingData from the grid fields (opened lazily; `PatchSource` reads them in slabs), the
     split outputs, the occupancy threshold, optionally the noise-free mean stellar-mass field
     and the gravity-only subhalo catalogue (`dark_catalogue`: illustris_python's base and
-    snapshot) that groups the calibration voxels into galaxies."""
+    snapshot) that groups the calibration voxels into galaxies. `extra_inputs`: (dm_path,
+    subhalo_path) of the other training universes, in the split's order."""
     # Zarr, illustris_python: not needed to train from arrays (GPU nodes)
     from .fields import open_field, read_periodic
     from .cic import host_subhalos
     from .tng import load_subhalos
 
     split = np.load(train_npz)
+    boxes = int(split["training_boxes"]) if "training_boxes" in split else 1
+    if boxes != 1 + len(extra_inputs):
+        raise ValueError(f"{train_npz} holds training voxels of {boxes} boxes, but {1 + len(extra_inputs)} were given "
+                         f"(the training pair and training_universes); rerun the split")
     val = read_cubes(cubes_json).validation
     start, size = val.start, val.size
     dm, sub = open_field(dm_path), open_field(subhalo_path)
@@ -162,6 +171,7 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
         normalisation={k: split[k] for k in NORMALISATION_KEYS if k in split},
         val_ideal_log_mstar=ideal, cal_coords=cal_coords, cal_hosts=hosts,
         cal_truth=np.concatenate(cal_truth).astype(np.float64), min_mass=float(split["min_stellar_mass"]),
+        extra_inputs=tuple((open_field(dm_p), open_field(sub_p)) for dm_p, sub_p in extra_inputs),
     )
 
 
@@ -272,9 +282,10 @@ class Dm2GalModule(L.LightningModule):
     def on_fit_start(self) -> None:
         n = self.data.normalisation
         n_grid = int(self.data.dm.shape[0])
-        on_gpu = self.device.type == "cuda" and fits_on_gpu(2 * 2 * n_grid ** 3)  # two float16 channels
-        self.source = PatchSource.from_arrays([self.data.dm, self.data.subhalo], n["input_mean"], n["input_std"],
-                                              device=self.device if on_gpu else "cpu", scale=input_scale(n))
+        boxes = [[self.data.dm, self.data.subhalo], *(list(pair) for pair in self.data.extra_inputs)]
+        on_gpu = self.device.type == "cuda" and fits_on_gpu(len(boxes) * 2 * 2 * n_grid ** 3)  # float16 channels
+        self.source = PatchSource.from_boxes(boxes, n["input_mean"], n["input_std"],
+                                             device=self.device if on_gpu else "cpu", scale=input_scale(n))
         if self.device.type == "cuda":  # every convolution, BatchNorm and ReLU then runs channels-last
             self.net.to(memory_format=torch.channels_last_3d)
             self.ema_net.to(memory_format=torch.channels_last_3d)

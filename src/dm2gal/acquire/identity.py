@@ -13,19 +13,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..evaluate import run_name
+from ..evaluate import LISTS, run_name
 from ..schema import ConfigError
 from .manifest import read_manifest
 
 
 def acquired_with(config: dict, run: str) -> dict:
-    """The identity of one acquired run ("dark", "hydro", or a held-out mini-universe's
-    "universes/{name}/{sim}") under `config`."""
+    """The identity of one acquired run ("dark", "hydro", or a held-out or training
+    mini-universe's "universes/{name}/{sim}") under `config`."""
     acquire = config["acquire"]
     source = acquire["source"]
     sim = run.rsplit("/", 1)[-1]
     if source == "synthetic":
-        universes = {run_name(u["name"], sim): u["seed_offset"] for u in config["evaluation"]["universes"]}
+        universes = {run_name(u["name"], sim): u["seed_offset"] for section, field in LISTS
+                     for u in config.get(section, {}).get(field, [])}
         return {"source": source, "seed": config["seed"],
                 "seed_offset": universes.get(run, acquire["synthetic"]["seed_offset"])}
     if source == "local":
