@@ -226,14 +226,19 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     assert net.config["channels"][0] == 2
 
 
+def dry_run(repo, workdir, override, *targets) -> subprocess.CompletedProcess:
+    """`snakemake -n` of the checkout's workflow in `workdir`, config.yaml plus `override`."""
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    return subprocess.run([snakemake, "-s", str(repo / "Snakefile"), "-d", str(workdir), "--configfile",
+                           str(repo / "config.yaml"), str(override), "-n", "--cores", "2", *targets],
+                          capture_output=True, text=True, timeout=170)
+
+
 def test_the_sweep_expands_into_one_gpu_job_per_point(tmp_path, repo):
     over = tmp_path / "sweep.yaml"
     over.write_text(f"results_dir: {tmp_path}/results\ndata_dir: {tmp_path}/data\n"
                     "train:\n  learning_rate: [0.1, 0.01]\n  weight_decay: [0.0, 0.1]\n  capacity: [2.0]\n")
-    snakemake = str(Path(sys.executable).parent / "snakemake")
-    proc = subprocess.run([snakemake, "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--configfile",
-                           str(repo / "config.yaml"), str(over), "-n", "--cores", "2",
-                           f"{tmp_path}/results/select/best.ckpt"], capture_output=True, text=True, timeout=170)
+    proc = dry_run(repo, tmp_path, over, f"{tmp_path}/results/select/best.ckpt")
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     out = proc.stdout + proc.stderr
     points = {f"lr{lr}_wd{wd}_cap2" for lr in ("0.1", "0.01") for wd in ("0", "0.1")}
@@ -249,11 +254,8 @@ def test_training_universes_are_made_gridded_and_given_to_split_train_and_hod(tm
     over = tmp_path / "universes.yaml"
     over.write_text(f"results_dir: {tmp_path}/results\ndata_dir: {tmp_path}/data\n"
                     "split:\n  training_universes: [{name: extra1, seed_offset: 101}]\n")
-    snakemake = str(Path(sys.executable).parent / "snakemake")
-    proc = subprocess.run([snakemake, "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--configfile",
-                           str(repo / "config.yaml"), str(over), "-n", "--cores", "2",
-                           f"{tmp_path}/results/select/best.ckpt", f"{tmp_path}/results/hod/test/bins.json"],
-                          capture_output=True, text=True, timeout=170)
+    proc = dry_run(repo, tmp_path, over, f"{tmp_path}/results/select/best.ckpt",
+                   f"{tmp_path}/results/hod/test/bins.json")
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     blocks = {b.split(":", 1)[0]: b for b in (proc.stdout + proc.stderr).split("rule ")}
     fields = f"{tmp_path}/results/fields/universes/extra1"
@@ -263,7 +265,5 @@ def test_training_universes_are_made_gridded_and_given_to_split_train_and_hod(tm
     assert f"{fields}/hydro/stellar_mass.zarr" in blocks["split"]
     assert f"{tmp_path}/data/universes/extra1/hydro/manifest.json" in blocks["hod"]
     over.write_text(over.read_text().replace("seed_offset: 101", "seed_offset: 1"))  # heldout1's
-    proc = subprocess.run([snakemake, "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--configfile",
-                           str(repo / "config.yaml"), str(over), "-n", "--cores", "2"],
-                          capture_output=True, text=True, timeout=170)
+    proc = dry_run(repo, tmp_path, over)
     assert proc.returncode != 0 and "split.training_universes[0].seed_offset: 1 is also" in proc.stdout + proc.stderr

@@ -75,27 +75,10 @@ class PatchSource:
         return self.data.device
 
     @classmethod
-    def from_arrays(
-        cls,
-        arrays: Sequence,
-        mean: Sequence[float],
-        std: Sequence[float],
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
-        slab: int = 128,
-        scale: Sequence[float] | None = None,
-    ) -> "PatchSource":
-        """Normalise and stack C cubic mass fields [Msun/h] of one box into a PatchSource (see
-        `normalise`; `scale` None means 1 for every channel).
-
-        `arrays` are (n, n, n) arrays or anything sliceable along the first axis
-        (e.g. Zarr arrays): they are read slab by slab, so only the stored tensor is
-        held whole. `device=None` picks the GPU when the fields fit there, else CPU.
-        `dtype=None` picks float16 on the GPU and float32 on the CPU: float16 keeps a
-        normalised value x to 2^-11 |x|, i.e. log10 M to 2^-11 |x| std, under 0.25 % in
-        mass within 4 standard deviations of the mean (std ~ 0.5-1 dex).
-        """
-        return cls.from_boxes([arrays], mean, std, device=device, dtype=dtype, slab=slab, scale=scale)
+    def from_arrays(cls, arrays: Sequence, mean: Sequence[float], std: Sequence[float], **options) -> "PatchSource":
+        """Normalise and stack C cubic mass fields [Msun/h] of one box into a PatchSource:
+        `from_boxes([arrays], mean, std, **options)`."""
+        return cls.from_boxes([arrays], mean, std, **options)
 
     @classmethod
     def from_boxes(
@@ -108,8 +91,17 @@ class PatchSource:
         slab: int = 128,
         scale: Sequence[float] | None = None,
     ) -> "PatchSource":
-        """`from_arrays` for m boxes: `boxes[b]` holds box b's C fields, every one (n, n, n)
-        with the same n, normalised alike; box b becomes rows [b n, (b + 1) n)."""
+        """Normalise and stack the C cubic mass fields [Msun/h] of m boxes into a PatchSource (see
+        `normalise`; `scale` None means 1 for every channel): `boxes[b]` holds box b's fields,
+        every one (n, n, n) with the same n, and becomes rows [b n, (b + 1) n).
+
+        The fields are (n, n, n) arrays or anything sliceable along the first axis (e.g. Zarr
+        arrays): they are read slab by slab, so only the stored tensor is held whole.
+        `device=None` picks the GPU when the fields fit there, else CPU. `dtype=None` picks
+        float16 on the GPU and float32 on the CPU: float16 keeps a normalised value x to
+        2^-11 |x|, i.e. log10 M to 2^-11 |x| std, under 0.25 % in mass within 4 standard
+        deviations of the mean (std ~ 0.5-1 dex).
+        """
         n = int(boxes[0][0].shape[0])
         channels = len(boxes[0])
         if any(len(arrays) != channels or any(tuple(a.shape) != (n, n, n) for a in arrays) for arrays in boxes):
