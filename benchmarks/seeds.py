@@ -4,9 +4,9 @@ Runs `snakemake all` with `seed=S` (the mini-universe, training and HOD seeds al
 it) for each seed given, each in its own results and data folder under OUT, then
 prints from each metrics.json a row for the test cube and one for the mean over the held-out
 universes (mean |log10(X/T)| of P(k), B and the PDF, |r(k) - 1| at stats.r_at_k, |total
-painted stellar mass / true - 1|, for dm2gal and the HOD, and who wins P and B by the
-pipeline's verdicts), then the mean and standard deviation over seeds. Usage (from the
-repository root):
+painted stellar mass / true - 1|, P(k) below and above stats.k_split, for dm2gal and the HOD,
+and who wins P, B and the two scales of P by the pipeline's verdicts), then the mean and
+standard deviation over seeds. Usage (from the repository root):
 
     python benchmarks/seeds.py OUT 1234 2000 3000 4000 5000 [--cores 2] [--config key=value ...] [--table-only]
 """
@@ -27,12 +27,16 @@ COLUMNS = [("pk", "mean_abs_log10", "dm2gal"), ("pk", "mean_abs_log10", "hod"),
            ("total_mass", "abs_rel_err", "dm2gal"), ("total_mass", "abs_rel_err", "hod"),
            ("pk", "mean_abs_log10", "dm2gal_realisations"), ("bk", "mean_abs_log10", "dm2gal_realisations"),
            ("pk", "mean_abs_log10", "ideal"), ("bk", "mean_abs_log10", "ideal"),
-           ("pk", "mean_abs_log10", "ideal_realisations"), ("bk", "mean_abs_log10", "ideal_realisations")]
+           ("pk", "mean_abs_log10", "ideal_realisations"), ("bk", "mean_abs_log10", "ideal_realisations"),
+           *((f"pk_{scale}", "mean_abs_log10", m) for scale in ("large", "small")
+             for m in ("dm2gal", "dm2gal_realisations", "hod"))]
 """(statistic, score, model) of each column: the scores of metrics.json (the HOD's and the
 realisations' are means over their draws); the PDF is dm2gal's realisations' (the mean field
 has no scatter by design); the ideal mean (the generator's noise-free mean) is the floor of a
 mean painter, the ideal realisations (the generator redrawn) that of the drawn ones."""
 REGIONS = ("test", "universes_mean")
+JUDGED = ("pk", "bk", "pk_large", "pk_small")
+"""The statistics whose verdict winners the table counts: P(k), B, and P(k) below and above stats.k_split."""
 
 
 def run_seed(out: Path, seed: int, cores: int, extra: list[str]) -> tuple[dict, float]:
@@ -47,13 +51,15 @@ def run_seed(out: Path, seed: int, cores: int, extra: list[str]) -> tuple[dict, 
 
 def table(metrics: dict[int, dict]) -> str:
     """A markdown table: a row per seed and region (the test cube; the mean over the held-out
-    universes), a column per COLUMNS entry, the held-out verdict winners of P(k) and B, and the
-    mean and standard deviation over seeds of each region."""
-    head = "seed | region | " + " | ".join(f"{s} {m}" for s, _, m in COLUMNS) + " | winner P, B | realisations: winner P, B"
+    universes), a column per COLUMNS entry, the verdict winners of the JUDGED statistics for the
+    mean field and the realisations, and the mean and standard deviation over seeds of each region."""
+    judged = ", ".join(JUDGED)
+    head = ("seed | region | " + " | ".join(f"{s} {m}" for s, _, m in COLUMNS)
+            + f" | winner {judged} | realisations: winner {judged}")
     lines = [head, "|".join(["---"] * (len(COLUMNS) + 4))]
     values = {(r, c): [] for r in REGIONS for c in COLUMNS}
-    wins = {r: [0, 0] for r in REGIONS}
-    drawn_wins = {r: [0, 0] for r in REGIONS}
+    wins = {r: [0] * len(JUDGED) for r in REGIONS}
+    drawn_wins = {r: [0] * len(JUDGED) for r in REGIONS}
     for seed, m in metrics.items():
         for region in REGIONS:
             row = []
@@ -62,18 +68,17 @@ def table(metrics: dict[int, dict]) -> str:
                 values[region, c].append(v)
                 row.append(f"{v:.3f}")
             basis = "test" if region == "test" else "held_out"
-            winner = [m["verdicts"][s][basis]["winner"] for s in ("pk", "bk")]
-            drawn = [m["verdicts_dm2gal_realisations"][s][basis]["winner"] for s in ("pk", "bk")]
+            winner = [m["verdicts"][s][basis]["winner"] for s in JUDGED]
+            drawn = [m["verdicts_dm2gal_realisations"][s][basis]["winner"] for s in JUDGED]
             wins[region] = [w + (x == "dm2gal") for w, x in zip(wins[region], winner)]
             drawn_wins[region] = [w + (x == "dm2gal_realisations") for w, x in zip(drawn_wins[region], drawn)]
-            lines.append(f"{seed} | {region} | " + " | ".join(row) + f" | {winner[0]}, {winner[1]}"
-                         f" | {drawn[0]}, {drawn[1]}")
+            lines.append(f"{seed} | {region} | " + " | ".join(row) + f" | {', '.join(winner)} | {', '.join(drawn)}")
     for region in REGIONS:
         cells = [f"{np.mean(values[region, c]):.3f} +- {np.std(values[region, c], ddof=1) if len(metrics) > 1 else 0:.3f}"
                  for c in COLUMNS]
+        counts = lambda won: ", ".join(f"{s} {w}/{len(metrics)}" for s, w in zip(JUDGED, won))  # noqa: E731
         lines.append(f"mean +- std | {region} | " + " | ".join(cells)
-                     + f" | dm2gal wins P {wins[region][0]}/{len(metrics)}, B {wins[region][1]}/{len(metrics)}"
-                     + f" | P {drawn_wins[region][0]}/{len(metrics)}, B {drawn_wins[region][1]}/{len(metrics)}")
+                     + f" | dm2gal wins {counts(wins[region])} | {counts(drawn_wins[region])}")
     return "\n".join(lines)
 
 

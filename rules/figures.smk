@@ -9,7 +9,8 @@ STATS_LAYOUT = [[u, m] for u, files in stats_files().items() for m in files]
 """[universe, model] of every stats file, in the order of STATS_INPUTS (the scripts rebuild
 the {universe: {model: path}} structure of stats_files() from the two)."""
 STATS_INPUTS = [p for files in stats_files().values() for p in files.values()]
-METRICS_CFG = {"k_range": config["stats"]["k_range"], "r_at_k": config["stats"]["r_at_k"],
+METRICS_CFG = {"k_range": config["stats"]["k_range"], "k_split": config["stats"]["k_split"],
+               "r_at_k": config["stats"]["r_at_k"],
                "pdf": {"metric_log10_mass_min": config["stats"]["pdf"]["metric_log10_mass_min"]}}
 """The stats keys that change metrics.json (the bins scored)."""
 

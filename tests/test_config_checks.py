@@ -43,6 +43,9 @@ CASES = {
         dict(stats={"k_range": [0.5, 20.0]}),
         "stats.k_range: [0.5, 20] h/Mpc must have k_min < k_max, with k_max between 0.619 and 8.04 h/Mpc, "
         "for the test cube (10.16 Mpc/h on 26^3 voxels: k_F 0.619, k_Nyquist 8.04 h/Mpc)"),
+    "P(k) split outside the k range": (
+        dict(stats={"k_split": 7.0}),
+        "stats.k_split: 7 h/Mpc must lie inside stats.k_range [0.5, 6] h/Mpc"),
     "r(k) point below the fundamental mode": (
         dict(stats={"r_at_k": 0.1}),
         "stats.r_at_k: 0.1 h/Mpc must lie between 0.619 and 8.04 h/Mpc"),

@@ -302,7 +302,7 @@ def test_rules_box_and_slabs_give_the_same_field_and_n_grid_change_reruns_grid(r
         path = tmp_path / f"{name}.yaml"
         # statistics the coarse test cube resolves (checked when the workflow loads): 13^3 voxels
         # of the 50 Mpc/h box at n_grid 32 have k_Nyquist 2 h/Mpc
-        stats = {"k_range": [0.5, 2.0], "r_at_k": 1.0, "bk": {"triangles": [[0.7, 0.9]]}}
+        stats = {"k_range": [0.5, 2.0], "k_split": 1.0, "r_at_k": 1.0, "bk": {"triangles": [[0.7, 0.9]]}}
         path.write_text(json.dumps(dict(results_dir=name, grid=grid, stats=stats,
                                        extra_runs=[dict(name="ext", base=str(run["base"]), snapshot=SNAP)])))
         return path

@@ -317,4 +317,4 @@ def test_stats_figures_and_metrics_rules_and_report(tmp_path, repo):
     assert sorted(p.name for p in (run / "results/stats/test").iterdir()) == sorted(f"{m}.npz" for m in models)
     assert (run / "results/report.html").stat().st_size > 0
     assert "<table>" in (run / "results/verdicts.html").read_text()
-    assert set(metrics["verdicts"]) == {"pk", "bk", "pdf", "r", "total_mass"}
+    assert set(metrics["verdicts"]) == {"pk", "pk_large", "pk_small", "bk", "pdf", "r", "total_mass"}

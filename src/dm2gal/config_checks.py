@@ -107,7 +107,7 @@ def check_patch(model: dict, train: dict, n_grid: int) -> None:
 
 
 def check_k(stats: dict, cube_box: float, cube_n: int) -> None:
-    """k_range, r_at_k and every bispectrum triangle within what the test cube (`cube_box`
+    """k_range, k_split, r_at_k and every bispectrum triangle within what the test cube (`cube_box`
     Mpc/h on `cube_n`^3 voxels) resolves: above its fundamental mode, below its Nyquist frequency."""
     kf, knyq = 2 * math.pi / cube_box, math.pi * cube_n / cube_box
     cube = f"the test cube ({cube_box:.4g} Mpc/h on {cube_n}^3 voxels: k_F {kf:.3g}, k_Nyquist {knyq:.3g} h/Mpc)"
@@ -115,6 +115,9 @@ def check_k(stats: dict, cube_box: float, cube_n: int) -> None:
     if not (k_min < k_max <= knyq and k_max > kf):
         raise ConfigError(f"stats.k_range: [{k_min:g}, {k_max:g}] h/Mpc must have k_min < k_max, "
                           f"with k_max between {kf:.3g} and {knyq:.3g} h/Mpc, for {cube}")
+    if not k_min < stats["k_split"] < k_max:
+        raise ConfigError(f"stats.k_split: {stats['k_split']:g} h/Mpc must lie inside stats.k_range "
+                          f"[{k_min:g}, {k_max:g}] h/Mpc")
     if not kf <= stats["r_at_k"] <= knyq:
         raise ConfigError(f"stats.r_at_k: {stats['r_at_k']:g} h/Mpc must lie between {kf:.3g} and "
                           f"{knyq:.3g} h/Mpc, for {cube}")

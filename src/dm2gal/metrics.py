@@ -7,7 +7,10 @@ universes. A 'hod' dict carries `realisations` = N draws and every per-field
 array with a leading axis of length N (`split_realisations` cuts it).
 
 Statistics and their bins (chosen on the truth of each universe):
-P(k) over k in `stats.k_range` [h/Mpc]; B over every angle of every triangle;
+P(k) over k in `stats.k_range` [h/Mpc], and split at `stats.k_split` into its large
+scales (`pk_large`: k below the split, where the galaxies' clustering bias shows) and
+small scales (`pk_small`: the shot noise and one-halo term of the heaviest galaxies);
+B over every angle of every triangle;
 the PDF (voxel counts) over the bins from `stats.pdf.metric_log10_mass_min`
 up that hold truth voxels; r(k) at `stats.r_at_k`; the total stellar mass.
 
@@ -64,6 +67,9 @@ TEST = "test"
 
 STATISTICS = ("pk", "bk", "pdf", "r", "total_mass")
 BINNED = ("pk", "bk", "pdf")
+PK_SCALES = ("pk_large", "pk_small")
+"""P(k) below and above `stats.k_split`: binned statistics too, scored and judged like pk
+when the split is configured."""
 BIN_SCORES = ("mean_abs_rel_err", "mean_abs_log10", "chi2_dof", "chi2_truth_dof")
 SINGLE_SCORE = {"r": "abs_dev", "total_mass": "abs_rel_err"}
 """The one score of the unbinned statistics: |1 - r(k_r)| and |M / M_T - 1|."""
@@ -116,7 +122,8 @@ def chi2_dof(model: np.ndarray, truth: np.ndarray, var: np.ndarray) -> float:
 
 def bin_masks(truth: dict, cfg: dict) -> dict[str, np.ndarray]:
     """The bins scored in one universe: {'pk': k in k_range, 'pdf': bins >= the metric mass
-    holding truth voxels} (boolean arrays); raises naming the config key when one is empty."""
+    holding truth voxels} (boolean arrays), and with `k_split` in `cfg` 'pk_large' / 'pk_small':
+    the k_range bins below / from it; raises naming the config key when one is empty."""
     kmin, kmax = cfg["k_range"]
     in_k = (truth["k"] >= kmin) & (truth["k"] <= kmax)
     if not in_k.any():
@@ -126,13 +133,30 @@ def bin_masks(truth: dict, cfg: dict) -> dict[str, np.ndarray]:
     in_m = (lo_edges >= cfg["pdf"]["metric_log10_mass_min"]) & (truth["pdf_counts"] > 0)
     if not in_m.any():
         raise ValueError("no PDF bin above stats.pdf.metric_log10_mass_min holds truth voxels")
-    return {"pk": in_k, "pdf": in_m}
+    out = {"pk": in_k, "pdf": in_m}
+    if cfg.get("k_split") is not None:
+        split = float(cfg["k_split"])
+        out.update(pk_large=in_k & (truth["k"] < split), pk_small=in_k & (truth["k"] >= split))
+        if not (out["pk_large"].any() and out["pk_small"].any()):
+            raise ValueError(f"stats.k_split {split:g} h/Mpc leaves no P(k) bin of stats.k_range {cfg['k_range']} "
+                             f"h/Mpc on one side (bins span {truth['k'][0]:.3g}..{truth['k'][-1]:.3g})")
+    return out
+
+
+def binned_statistics(masks: dict) -> tuple[str, ...]:
+    """The binned statistics scored with these masks: pk, its two scales when split, bk, pdf."""
+    return ("pk", *(stat for stat in PK_SCALES if stat in masks), "bk", "pdf")
+
+
+def statistics(masks: dict) -> tuple[str, ...]:
+    """Every statistic scored with these masks, binned ones first."""
+    return (*binned_statistics(masks), *STATISTICS[len(BINNED):])
 
 
 def binned(stat: str, s: dict, truth: dict, masks: dict) -> tuple[np.ndarray, ...]:
     """(X, T, Var(X - T), s_T^2) per bin of one binned statistic (see the module docstring)."""
-    if stat == "pk":
-        m = masks["pk"]
+    if stat == "pk" or stat in PK_SCALES:
+        m = masks[stat]
         sx, st = s["pk_err"][m], truth["pk_err"][m]
         rho = np.clip(s["r"][m] ** 2, 0.0, 1.0)
         return s["pk"][m], truth["pk"][m], sx**2 + st**2 - 2 * rho * sx * st, st**2
@@ -153,7 +177,7 @@ def binned(stat: str, s: dict, truth: dict, masks: dict) -> tuple[np.ndarray, ..
 def field_scores(s: dict, truth: dict, masks: dict, k_r: float) -> dict[str, dict[str, float]]:
     """{stat: {score: value}} of one model field (one draw) against the truth of its universe."""
     out = {}
-    for stat in BINNED:
+    for stat in binned_statistics(masks):
         x, t, var, var_t = binned(stat, s, truth, masks)
         out[stat] = {"mean_abs_rel_err": mean_abs_rel_err(x, t), "mean_abs_log10": mean_abs_log10(x, t),
                      "chi2_dof": chi2_dof(x, t, var), "chi2_truth_dof": chi2_dof(x, t, var_t)}
@@ -166,10 +190,9 @@ def univ_chi2(draws_by_universe: list[list[dict]], truths: list[dict], masks: li
     """{stat: chi2_univ_dof}: each (universe, draw)'s (X - T)^2 over the bin-by-bin scatter of
     X - T across all of them, averaged; bins common to every universe (PDF: truth voxels in all)
     where that scatter is not zero (identical integer PDF differences leave a bin out)."""
-    common = {"pk": np.logical_and.reduce([m["pk"] for m in masks]),
-              "pdf": np.logical_and.reduce([m["pdf"] for m in masks])}
+    common = {key: np.logical_and.reduce([m[key] for m in masks]) for key in masks[0]}
     out = {}
-    for stat in BINNED:
+    for stat in binned_statistics(common):
         diffs = np.array([x - t for draws, truth in zip(draws_by_universe, truths)
                           for x, t, _, _ in (binned(stat, s, truth, common) for s in draws)])
         if len(diffs) < 2 or diffs.shape[1] == 0:
@@ -240,12 +263,14 @@ def compute_metrics(stats_by_universe: dict[str, dict[str, dict]], cfg: dict,
                                    cfg["k_range"], k_r))
     out["held_out_universes"] = held_out
     out["error_model"] = ERROR_MODEL
-    out["verdict_score"] = {**{s: VERDICT_SCORE for s in BINNED}, **SINGLE_SCORE}
+    scored = statistics(next(iter(masks.values())))
+    out["verdict_score"] = {**{s: VERDICT_SCORE for s in binned_statistics(next(iter(masks.values())))},
+                            **SINGLE_SCORE}
     out["verdict_sigma"] = VERDICT_SIGMA
-    out["scores"] = _score_table(scores, draws, stats_by_universe, masks, held_out)
+    out["scores"] = _score_table(scores, draws, stats_by_universe, masks, held_out, scored)
     out["verdicts"] = {}
     for model in CONTENDERS:
-        v = _verdicts(scores, model, held_out)
+        v = _verdicts(scores, model, held_out, scored)
         if v:
             out["verdicts" if model == "dm2gal" else f"verdicts_{model}"] = v
     if occupancy is not None:
@@ -256,15 +281,15 @@ def compute_metrics(stats_by_universe: dict[str, dict[str, dict]], cfg: dict,
 
 
 def _score_names(stat: str) -> tuple[str, ...]:
-    return BIN_SCORES if stat in BINNED else (SINGLE_SCORE[stat],)
+    return (SINGLE_SCORE[stat],) if stat in SINGLE_SCORE else BIN_SCORES
 
 
-def _score_table(scores, draws, stats_by_universe, masks, held_out) -> dict:
+def _score_table(scores, draws, stats_by_universe, masks, held_out, scored) -> dict:
     """{stat: {model: {score: {'test', 'test_draw_std', 'universes': {name: value},
     'universes_mean', 'universes_std', 'universes_draw_std'}}}}, and chi2_univ_dof."""
     table: dict = {}
     models = [m for m in MODELS if any(m in scores[u] for u in scores)]
-    for stat in STATISTICS:
+    for stat in scored:
         for model in models:
             entry = {}
             for name in _score_names(stat):
@@ -284,7 +309,7 @@ def _score_table(scores, draws, stats_by_universe, masks, held_out) -> dict:
             table.setdefault(stat, {})[model] = entry
         for model in models:
             have = [u for u in held_out if model in draws[u]]
-            if len(have) < 2 or stat not in BINNED:
+            if len(have) < 2 or stat in SINGLE_SCORE:
                 continue
             chi2 = univ_chi2([draws[u][model] for u in have],
                              [stats_by_universe[u]["truth"] for u in have], [masks[u] for u in have])
@@ -293,12 +318,13 @@ def _score_table(scores, draws, stats_by_universe, masks, held_out) -> dict:
     return table
 
 
-def _verdicts(scores, model: str, held_out: list[str]) -> dict:
-    """{stat: verdict} of `model` against the HOD: on the held-out universes holding both, and on
-    the test cube (draws only); the top-level entry is the held-out one when it exists."""
+def _verdicts(scores, model: str, held_out: list[str], scored) -> dict:
+    """{stat: verdict} of `model` against the HOD for each statistic `scored`: on the held-out
+    universes holding both, and on the test cube (draws only); the top-level entry is the
+    held-out one when it exists."""
     out = {}
-    for stat in STATISTICS:
-        name = VERDICT_SCORE if stat in BINNED else SINGLE_SCORE[stat]
+    for stat in scored:
+        name = SINGLE_SCORE.get(stat, VERDICT_SCORE)
         entry = {"score": name}
         for key, universes, basis in (("test", [TEST], "test cube, HOD draws only"),
                                       ("held_out", held_out, "held-out universes")):
@@ -331,7 +357,7 @@ def _test_flat_keys(group: dict, draws: dict, scores: dict, masks: dict, k_range
         "r.k": k_r,
     }
     for model, ds in draws.items():
-        for stat in BINNED:
+        for stat in binned_statistics(masks):
             for name in BIN_SCORES:
                 out[f"{stat}.{model}.{name}"] = float(np.mean([d[stat][name] for d in scores[model]]))
         out[f"bk.{model}.mean_abs_rel_err_by_triangle"] = [
