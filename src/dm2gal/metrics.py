@@ -263,9 +263,9 @@ def compute_metrics(stats_by_universe: dict[str, dict[str, dict]], cfg: dict,
                                    cfg["k_range"], k_r))
     out["held_out_universes"] = held_out
     out["error_model"] = ERROR_MODEL
-    scored = statistics(next(iter(masks.values())))
-    out["verdict_score"] = {**{s: VERDICT_SCORE for s in binned_statistics(next(iter(masks.values())))},
-                            **SINGLE_SCORE}
+    any_masks = next(iter(masks.values()))  # every universe scores the same statistics
+    scored = statistics(any_masks)
+    out["verdict_score"] = {**{s: VERDICT_SCORE for s in binned_statistics(any_masks)}, **SINGLE_SCORE}
     out["verdict_sigma"] = VERDICT_SIGMA
     out["scores"] = _score_table(scores, draws, stats_by_universe, masks, held_out, scored)
     out["verdicts"] = {}
