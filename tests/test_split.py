@@ -169,6 +169,14 @@ def test_a_training_universe_adds_its_whole_box_on_the_stacked_grid(toy_split, t
     assert np.allclose(both["weights"], input_weights(sub_at, SPLIT_CFG["weight_bins"])[0])
     for key in ("val_coords", "val_log_mstar", "calibration_blocks", "input_scale"):
         assert np.array_equal(both[key], npz[key])
+    write_toy(tmp_path / "coarse", tmp_path / "coarse_data", n=16, n_sub=100, seed=4)
+    c = tmp_path / "coarse" / "fields"
+    with pytest.raises(ValueError, match="training universe 1 .* is a 16.3 grid"):
+        run_split(f / "fields/dark/dm_mass.zarr", f / "fields/dark/subhalo_mass.zarr",
+                  f / "fields/hydro/stellar_mass.zarr", tmp_path / "data/dark/output", tmp_path / "data/hydro/output",
+                  99, SPLIT_CFG, tmp_path / "c.json", tmp_path / "c.npz",
+                  extra_boxes=[(c / "dark/dm_mass.zarr", c / "dark/subhalo_mass.zarr", c / "hydro/stellar_mass.zarr")])
+    assert not (tmp_path / "c.npz").exists()  # nothing half-written
 
 
 def test_cube_report_counts_galaxies_and_finds_the_most_massive_halo(toy_split):
