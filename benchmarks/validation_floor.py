@@ -18,7 +18,7 @@ fringe voxels depend on that offset. This benchmark scores, on the same voxels a
 Hydro subhalos are joined to their gravity-only twins by SubhaloVel (the generator copies it).
 Usage (a default run, or one seed of `benchmarks/seeds.py`):
 
-    python benchmarks/validation_floor.py results data/mini [--draws 64]
+    python benchmarks/validation_floor.py results data/mini [--draws 64] [--config config.yaml]
 """
 
 import argparse
@@ -46,9 +46,11 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--draws", type=int, default=64)
     parser.add_argument("--snapshot", type=int, default=99)
+    parser.add_argument("--config", type=Path, default=REPO / "config.yaml",
+                        help="the run's config, for acquire.synthetic.baryons.position_offset")
     args = parser.parse_args()
 
-    offset = yaml.safe_load((REPO / "config.yaml").read_text())["acquire"]["synthetic"]["baryons"]["position_offset"]
+    offset = yaml.safe_load(args.config.read_text())["acquire"]["synthetic"]["baryons"]["position_offset"]
     split = np.load(args.results / "split" / "train.npz")
     n, box = int(split["n_grid"]), float(split["box_size"])
     val = read_cubes(args.results / "split" / "cubes.json").validation
