@@ -3,7 +3,6 @@
 # functions (snakemake --lint).
 import glob
 import json
-import itertools
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -143,10 +142,10 @@ check_config(config, known_box_size())
 
 
 def acquired_input(universe, sim):
-    """What a job reading a held-out run's catalogue depends on: its manifest, or (an archive
-    universe) its group-catalogue files."""
+    """What a job reading a held-out or training run's catalogue depends on, as a list: its
+    manifest, or (an archive universe) its group-catalogue files."""
     if universe_run(universe, sim) in ACQUIRED_RUNS:
-        return manifest(universe_run(universe, sim))
+        return [manifest(universe_run(universe, sim))]
     base = universe_base(universe, sim)
     return sorted(glob.glob(f"{base}/groups_{universe_snapshot(universe):03d}/*.hdf5"))
 
@@ -310,9 +309,7 @@ def hod_inputs(wildcards):
     """The training pair and universes, the painted gravity-only run, the grid geometry (the universe's hydro field)."""
     u = wildcards.universe
     inputs = dict(dark=manifest("dark"), hydro=manifest("hydro"), truth=universe_field(u, "hydro", "stellar_mass"),
-                  training=list(itertools.chain.from_iterable(
-                      [acquired_input(t, sim)] if SYNTHETIC else acquired_input(t, sim)
-                      for t in TRAINING_UNIVERSES for sim in tng.SIMS)))
+                  training=[f for t in TRAINING_UNIVERSES for sim in tng.SIMS for f in acquired_input(t, sim)])
     if u == "test":
         inputs["cubes"] = results("split", "cubes.json")
     else:
