@@ -344,8 +344,9 @@ def run(dark_base: str, hydro_base: str, snap: int, target_base: str, target_sna
     a held-out universe, whose halo masses go through the training relation. `truth_attrs` are
     the attributes of the target universe's hydro stellar-mass field (box_size, n_grid, mas),
     so the HOD is deposited exactly like its truth. `extra_bases`: (dark_base, hydro_base,
-    snapshot) of the training universes, fitted on beside the training pair. Returns (one float32 (size,)^3 cube
-    [Msun/h per voxel] per seed, realisation 0's catalogue columns, bins report).
+    snapshot) of the training universes, fitted on beside the training pair. Returns (one
+    float32 (size,)^3 cube [Msun/h per voxel] per seed, realisation 0's catalogue columns, bins
+    report).
     """
     hydro = load_catalogue(hydro_base, snap, halo_mass_field, stellar=True)
     dark = load_catalogue(dark_base, snap, halo_mass_field, stellar=False)
