@@ -25,6 +25,7 @@ PAINT_COMMON = dict(
     model=config["model"],  # the architecture asked for: a selected model with another patch is refused
     method=PAINT["method"],
     galaxy_calibration=PAINT["galaxy_calibration"],
+    deposit=PAINT["deposit"],
 )
 """What a painting depends on. How it is computed (paint.tile, batch_size, device,
 max_memory_gb: the same field to float rounding) is read by the scripts from the config

@@ -263,6 +263,48 @@ def test_galaxy_calibration_scales_each_galaxy_by_its_painted_mass_block_by_bloc
     assert ratio == pytest.approx(out.sum(dtype=np.float64) / cube.sum(dtype=np.float64), rel=1e-6)
 
 
+def test_galaxy_deposit_puts_each_galaxy_at_its_subhalo_as_pylians_cic_does(tmp_path):
+    """The cube and subhalos of the galaxy calibration's test: after `deposit_galaxies` the field
+    is Pylians' CIC deposit of the galaxies' summed painted masses at their subhalos (renormalised
+    to the cube where a cloud leaves it) plus the voxel no subhalo reaches, whatever the
+    chunking; the total is kept, and each deposited voxel holds its galaxy's scatter (the
+    mass-weighted rms of the galaxy's voxels times the scatter factor at its mass)."""
+    from dm2gal.cic import deposit_cube
+
+    cube, sigma = np.zeros((16,) * 3, np.float32), np.zeros((16,) * 3, np.float32)
+    cube[7:9, 7:9, 7:9] = 1e10 / 8  # galaxy A, hosted by subhalo 0
+    sigma[7:9, 7:9, 7:9] = 0.4
+    cube[2, 2, 2:4] = 5e10          # galaxy B, hosted by subhalo 1: voxel scatters 0.3 and 0.5
+    sigma[2, 2, 2:4] = [0.3, 0.5]
+    cube[14, 1, 1], sigma[14, 1, 1] = 1e11, 0.2  # no subhalo reaches it
+    attrs = field_attrs(box_size=16.0, n_grid=16, source="dark", snapshot=99, mas="CIC", quantity="stellar_mass",
+                        origin=[4, 4, 4], parent_n_grid=32, parent_box_size=32.0)
+    path, scatter_path = tmp_path / "painted.zarr", tmp_path / "scatter.zarr"
+    write_field(path, cube, attrs, chunk=8)
+    write_field(scatter_path, sigma, attrs, chunk=8)
+    # off the grid points, so that each cloud spreads over 8 voxels; B's cloud leaves the cube (x, y < 4)
+    subs = {"SubhaloPos": np.array([[11.7, 11.2, 11.9], [6.3, 6.2, 6.6]]), "SubhaloMass": np.array([1e12, 1e13])}
+    knots = ([10.0, 11.0], [1.0, 0.5])  # the scatter factor: 1 at 1e10 (A), 0.5 at 1e11 (B)
+    paint.deposit_galaxies(path, scatter_path, (4, 4, 4), 32, 32.0, subs, knots)
+    out, out_attrs = read_field(path)
+    out_sigma, sigma_attrs = read_field(scatter_path)
+    expected = np.zeros((16,) * 3)
+    for pos, total in zip(subs["SubhaloPos"], (1e10, 1e11)):
+        cloud = deposit_cube(pos[None], np.array([1.0]), 32.0, 32, (4, 4, 4), 16).astype(np.float64)
+        expected += total * cloud / cloud.sum()
+    expected[14, 1, 1] += 1e11
+    np.testing.assert_allclose(out, expected, rtol=2e-6, atol=1.0)
+    assert out.sum(dtype=np.float64) == pytest.approx(cube.sum(dtype=np.float64), rel=1e-6)
+    cloud_a = deposit_cube(subs["SubhaloPos"][:1], np.array([1.0]), 32.0, 32, (4, 4, 4), 16) > 0
+    cloud_b = (expected > 0) & ~cloud_a
+    cloud_b[14, 1, 1] = False
+    np.testing.assert_allclose(out_sigma[cloud_a], 0.4, rtol=1e-6)
+    np.testing.assert_allclose(out_sigma[cloud_b], 0.5 * np.sqrt((0.3 ** 2 + 0.5 ** 2) / 2), rtol=1e-6)
+    assert out_sigma[14, 1, 1] == pytest.approx(0.2 * 0.5)  # a galaxy of one voxel of 1e11: factor 0.5
+    assert ((out_sigma > 0) == (out > 0)).all()
+    assert out_attrs["deposit"] == sigma_attrs["deposit"] == "galaxies" and sigma_attrs["galaxy_scatter_factor"] == []
+
+
 @pytest.mark.parametrize("method", ["dense", "per_voxel"])
 def test_slab_jobs_paint_the_single_jobs_field(fields, tmp_path, method):
     """A whole box painted as x-slab jobs (each reading its slab with the periodic receptive halo)

@@ -82,3 +82,29 @@ def test_a_galaxys_total_takes_the_galaxy_scatter_and_its_voxels_the_rest():
     # the mean of every voxel is kept
     err = draws.std(axis=0) / math.sqrt(len(draws))
     assert np.all(np.abs(draws.mean(axis=0) - 1e10) < 5 * err)
+
+
+def test_a_galaxy_deposited_painting_draws_each_galaxy_as_one_object():
+    """After `dm2gal.galaxy_deposit.deposit` every voxel of a galaxy holds the galaxy's scatter
+    and no knots are left to apply: each draw multiplies a galaxy's CIC cloud by one factor,
+    whose log10 scatters as the galaxy's, and the voxels of no host draw alone."""
+    from dm2gal.galaxy_deposit import deposit
+
+    pos = np.array([[4.3, 4.6, 4.2], [11.6, 11.3, 11.8]])  # two subhalos off the grid points
+    mass = np.array([1e12, 1e12])
+    coords = np.array([[4, 4, 4], [4, 5, 4], [11, 11, 11], [3, 3, 12]])  # the last: no host
+    mean, sigma = np.array([6e10, 4e10, 1e10, 2e9]), np.array([0.3, 0.3, 0.25, 0.4])
+    hosts = host_subhalos(coords, (0, 0, 0), N, BOX, pos, mass)
+    assert hosts.tolist() == [0, 0, 1, -1]
+    new_coords, new_mass, new_sigma = deposit(coords, mean, sigma, hosts, pos, (0, 0, 0), N, BOX, N)
+    mean_cube, sigma_cube = np.zeros((N,) * 3), np.zeros((N,) * 3)
+    mean_cube[tuple(new_coords.T)], sigma_cube[tuple(new_coords.T)] = new_mass, new_sigma
+    cloud_a = new_sigma == 0.3
+    assert cloud_a.sum() == 8 and np.isclose(new_mass[cloud_a].sum(), 1e11)
+    draws = np.array(list(realise(mean_cube, sigma_cube, (0, 0, 0), N, BOX, pos, mass, 2000, seed=5)))
+    ratio = draws[:, new_coords[:, 0], new_coords[:, 1], new_coords[:, 2]] / new_mass
+    for galaxy in (cloud_a, new_sigma == 0.25):
+        assert np.allclose(ratio[:, galaxy], ratio[:, galaxy][:, :1], rtol=1e-5)  # one factor per galaxy
+    assert np.isclose(np.log10(ratio[:, cloud_a][:, 0]).std(), 0.3, rtol=0.05)
+    lone = np.all(new_coords == [3, 3, 12], axis=1)
+    assert np.isclose(np.log10(ratio[:, lone][:, 0]).std(), 0.4, rtol=0.05)

@@ -17,7 +17,7 @@ from dm2gal.occupancy import run as calibrate_occupancy
 from dm2gal.sampler import PatchSource
 from dm2gal.select import select
 from dm2gal.split import run_split
-from dm2gal.train import HISTORY_COLUMNS, fit, load_training_data, paint_cube, pk_error
+from dm2gal.train import HISTORY_COLUMNS, History, fit, load_training_data, paint_cube, pk_error
 from toy_universe import write_toy
 
 SPLIT_CFG = dict(units="box", validation=dict(start=[0.0, 0.0, 0.0], size=0.41),
@@ -97,6 +97,36 @@ def test_training_beats_the_mean_predictor_and_keeps_the_best_selection_epoch(tr
     # the cosine schedule fires: the learning rate falls every epoch
     lrs = [float(r["lr"]) for r in rows]
     assert all(b < a for a, b in zip(lrs, lrs[1:]))
+
+
+def _epochs_through_history(history: History, scores: list[dict]) -> list[dict]:
+    """Feed `history` one epoch end per {val_mse, pk_error}, with stand-ins for Lightning's trainer
+    and module; the EMA weights of epoch e are one tensor holding e."""
+    from types import SimpleNamespace
+
+    for epoch, val in enumerate(scores):
+        weights = {"w": torch.tensor(float(epoch))}
+        module = SimpleNamespace(last_val=val, epoch_train_loss=lambda: 0.0,
+                                 ema_net=SimpleNamespace(state_dict=lambda w=weights: w))
+        trainer = SimpleNamespace(current_epoch=epoch, global_step=10 * epoch, is_global_zero=False,
+                                  optimizers=[SimpleNamespace(param_groups=[{"lr": 1e-3}])])
+        history.on_train_epoch_end(trainer, module)
+    return history.rows
+
+
+@pytest.mark.parametrize("statistic", ["pk_error", "val_mse"])
+def test_the_kept_epoch_is_the_smallest_windowed_selection_statistic(statistic):
+    # the two statistics disagree: pk_error is smallest early, val_mse falls to the end
+    scores = [dict(val_mse=m, pk_error=p) for m, p in
+              zip([0.30, 0.25, 0.22, 0.20, 0.19, 0.185], [0.09, 0.05, 0.04, 0.06, 0.08, 0.07])]
+    history = History(window=2, statistic=statistic)
+    rows = _epochs_through_history(history, scores)
+    values = np.array([s[statistic] for s in scores])
+    windowed = np.r_[values[0], (values[1:] + values[:-1]) / 2]
+    assert np.allclose([r["selection"] for r in rows], windowed)
+    best = 1 + int(np.argmin(windowed[1:]))  # epoch 0's window is not full
+    assert best == {"pk_error": 2, "val_mse": 5}[statistic]
+    assert history.best_row["epoch"] == best and float(history.best_state["w"]) == best
 
 
 def test_a_run_shorter_than_the_selection_window_keeps_its_last_epoch(trained):

@@ -54,6 +54,7 @@ from .catalogue import galaxies, write_catalogue
 from .cic import host_subhalos
 from .dense import output_tiles, predict_region, to_dense
 from .fields import DEFAULT_CHUNK, create_field, cube_attrs, link_chunks, open_field, read_periodic
+from .galaxy_deposit import deposit
 from .inference import decode, input_scale, load_model, predict
 from .occupancy import candidates
 from .paint_plan import SlabPlan
@@ -300,7 +301,9 @@ class Job:
     `whole_box` paints the whole box instead of the test cube; `expected_patch` is the patch
     of the config's model (`dm2gal.model.configured_patch`); `subhalos` the gravity-only
     run's (base, snapshot) whose subhalos the mock catalogue is made of and the galaxies
-    are grouped by; `galaxy_calibration` applies the checkpoint's galaxy calibration."""
+    are grouped by; `galaxy_calibration` applies the checkpoint's galaxy calibration; `deposit`
+    = galaxies deposits each painted galaxy at its subhalo (`deposit_galaxies`), voxels keeps
+    the network's voxels."""
 
     ckpt: object
     dm_path: object
@@ -315,6 +318,7 @@ class Job:
     expected_patch: int | None = None
     subhalos: tuple | None = None
     galaxy_calibration: bool = True
+    deposit: str = "voxels"
 
 
 @dataclass
@@ -369,6 +373,50 @@ def job_subhalos(job: Job) -> dict:
     return subs if subs["count"] else dict(SubhaloPos=np.zeros((0, 3)), SubhaloMass=np.zeros(0))
 
 
+def _blocks(field) -> list[tuple[slice, ...]]:
+    """The chunk-aligned blocks of a Zarr field."""
+    return [tuple(slice(i, min(i + c, n)) for i, c, n in zip(first, field.chunks, field.shape))
+            for first in itertools.product(*(range(0, n, c) for n, c in zip(field.shape, field.chunks)))]
+
+
+def _painted_voxels(field, blocks) -> tuple[np.ndarray, np.ndarray]:
+    """(coords (K, 3), values (K,) float64) of the voxels > 0 of `field`, block by block (only
+    those voxels are held)."""
+    coords, values = [], []
+    for block in blocks:
+        data = np.asarray(field[block])
+        local = np.argwhere(data > 0)
+        coords.append(local + [b.start for b in block])
+        values.append(data[tuple(local.T)].astype(np.float64))
+    return np.concatenate(coords), np.concatenate(values)
+
+
+def _values_at(field, blocks, coords: np.ndarray) -> np.ndarray:
+    """(K,) float64 values of `field` at `coords` (K, 3), block by block."""
+    out = np.zeros(len(coords))
+    for block in blocks:
+        lo, hi = np.array([b.start for b in block]), np.array([b.stop for b in block])
+        sel = np.flatnonzero(np.all((coords >= lo) & (coords < hi), axis=1))
+        if len(sel):
+            out[sel] = np.asarray(field[block])[tuple((coords[sel] - lo).T)]
+    return out
+
+
+def _write_voxels(field, blocks, coords: np.ndarray, values: np.ndarray, clear: np.ndarray | None = None) -> None:
+    """Set `field` at `coords` (K, 3) to `values` (K,), block by block, after zeroing the voxels
+    `clear` (L, 3); blocks holding neither are not touched."""
+    clear = np.zeros((0, 3), np.int64) if clear is None else clear
+    for block in blocks:
+        lo, hi = np.array([b.start for b in block]), np.array([b.stop for b in block])
+        put = np.all((coords >= lo) & (coords < hi), axis=1)
+        wipe = np.all((clear >= lo) & (clear < hi), axis=1)
+        if put.any() or wipe.any():
+            data = np.asarray(field[block])
+            data[tuple((clear[wipe] - lo).T)] = 0
+            data[tuple((coords[put] - lo).T)] = values[put]
+            field[block] = data
+
+
 def calibrate_galaxies(path, calibration: Calibration, origin, n_grid: int, box_size: float, subs: dict) -> float:
     """Multiply, in the painted field at `path` (first voxel `origin` of the n_grid^3 parent
     grid of side `box_size` [Mpc/h]), the voxels of each galaxy (hosted by one subhalo of
@@ -378,46 +426,63 @@ def calibrate_galaxies(path, calibration: Calibration, origin, n_grid: int, box_
     import zarr  # as dm2gal.fields: the store is not needed to import the painter
 
     field = zarr.open_array(str(path), mode="r+")
-    blocks = [tuple(slice(i, min(i + c, n)) for i, c, n in zip(first, field.chunks, field.shape))
-              for first in itertools.product(*(range(0, n, c) for n, c in zip(field.shape, field.chunks)))]
-    coords, mean = [], []
-    for block in blocks:
-        data = np.asarray(field[block])
-        local = np.argwhere(data > 0)
-        coords.append(local + [b.start for b in block])
-        mean.append(data[tuple(local.T)].astype(np.float64))
-    counts = [len(m) for m in mean]
-    coords, mean = np.concatenate(coords), np.concatenate(mean)
+    blocks = _blocks(field)
+    coords, mean = _painted_voxels(field, blocks)
     galaxies = galaxy_groups(host_subhalos(coords, origin, n_grid, box_size, subs["SubhaloPos"], subs["SubhaloMass"]))
     calibrated = calibration.calibrate_galaxies(mean, galaxies)
-    for block, part, local in zip(blocks, np.split(calibrated, np.cumsum(counts)[:-1]),
-                                  np.split(coords, np.cumsum(counts)[:-1])):
-        if len(part):
-            data = np.asarray(field[block])
-            data[tuple((local - [b.start for b in block]).T)] = part
-            field[block] = data
+    _write_voxels(field, blocks, coords, calibrated)
     ratio = float(calibrated.sum() / mean.sum()) if mean.sum() > 0 else 1.0
     log.info("galaxy calibration: %d galaxies, total painted mass x %.4f", int(galaxies.max()) + 1 if len(mean) else 0,
              ratio)
     return ratio
 
 
+def deposit_galaxies(path, scatter_path, origin, n_grid: int, box_size: float, subs: dict,
+                     scatter_knots=((), ())) -> int:
+    """Rewrite the painted field at `path` (and its scatter field at `scatter_path`, if any) as
+    its galaxies deposited at their subhalos (`dm2gal.galaxy_deposit.deposit`; arguments as
+    `calibrate_galaxies`, `scatter_knots` the galaxy scatter factor's), block by block of the
+    store's chunks; returns the number of voxels painted after."""
+    import zarr  # as dm2gal.fields: the store is not needed to import the painter
+
+    field = zarr.open_array(str(path), mode="r+")
+    blocks = _blocks(field)
+    coords, mean = _painted_voxels(field, blocks)
+    scatter = None if scatter_path is None else zarr.open_array(str(scatter_path), mode="r+")
+    sigma = np.zeros(len(mean)) if scatter is None else _values_at(scatter, blocks, coords)
+    hosts = host_subhalos(coords, origin, n_grid, box_size, subs["SubhaloPos"], subs["SubhaloMass"])
+    new_coords, new_mass, new_scatter = deposit(coords, mean, sigma, hosts, subs["SubhaloPos"], origin, n_grid,
+                                                box_size, field.shape, scatter_knots)
+    _write_voxels(field, blocks, new_coords, new_mass, clear=coords)
+    if scatter is not None:
+        _write_voxels(scatter, blocks, new_coords, new_scatter, clear=coords)
+        scatter.attrs.update(deposit="galaxies", galaxy_scatter_log10_mass=[], galaxy_scatter_factor=[])
+    field.attrs.update(deposit="galaxies")
+    log.info("galaxies deposited at their subhalos: %d painted voxels became %d, total mass x %.6f", len(mean),
+             len(new_mass), float(new_mass.sum() / mean.sum()) if mean.sum() > 0 else 1.0)
+    return len(new_mass)
+
+
 def finish_galaxies(job: Job, prep: Prepared, field_path, scatter_path=None) -> dict:
-    """The galaxy part of the checkpoint's calibration on a painted field (and its scatter field):
-    `calibrate_galaxies` when `job.galaxy_calibration`, and the knots the realisations look a
-    galaxy's scatter factor up in, as attributes of the scatter field. Returns what it did."""
-    if not prep.normalisation.get("calibration"):
-        return {}
-    cal, done = Calibration.from_dict(prep.normalisation["calibration"]), {}
-    if job.galaxy_calibration and cal.galaxy_log10_mass:
+    """The galaxy part of a painting, on the painted field (and its scatter field): the
+    checkpoint's galaxy calibration (`calibrate_galaxies`) when `job.galaxy_calibration`, then
+    with `job.deposit` = galaxies the galaxies deposited at their subhalos (`deposit_galaxies`,
+    their scatter, factor included, into the scatter field), else the knots the realisations
+    look a galaxy's scatter factor up in, as attributes of the scatter field. Returns what it did."""
+    calibration = prep.normalisation.get("calibration")
+    cal, done = (Calibration.from_dict(calibration) if calibration else None), {}
+    if cal is not None and job.galaxy_calibration and cal.galaxy_log10_mass:
         done["galaxy_calibration"] = calibrate_galaxies(field_path, cal, prep.start, prep.n_grid, prep.box,
                                                         job_subhalos(job))
-    if scatter_path is not None:
+    knots = cal.galaxy_scatter_knots(calibrated=job.galaxy_calibration) if cal is not None else ([], [])
+    if job.deposit == "galaxies":
+        done["galaxy_deposit_voxels"] = deposit_galaxies(field_path, scatter_path, prep.start, prep.n_grid, prep.box,
+                                                         job_subhalos(job), knots)
+    elif scatter_path is not None and cal is not None:
         import zarr  # as dm2gal.fields: the store is not needed to import the painter
 
-        knots, factors = cal.galaxy_scatter_knots(calibrated=job.galaxy_calibration)
-        zarr.open_array(str(scatter_path), mode="r+").attrs.update(galaxy_scatter_log10_mass=knots,
-                                                                   galaxy_scatter_factor=factors)
+        zarr.open_array(str(scatter_path), mode="r+").attrs.update(galaxy_scatter_log10_mass=knots[0],
+                                                                   galaxy_scatter_factor=knots[1])
     return done
 
 

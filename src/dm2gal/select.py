@@ -1,10 +1,11 @@
-"""Model selection: the sweep point whose validation painting best matches the true power spectrum.
+"""Model selection: the sweep point of smallest selection statistic on the validation cube.
 
-Each point's best.ckpt already holds the epoch of smallest selection statistic (the
-honest validation painting's P(k) error averaged over a few epochs, `dm2gal.train`);
-this module compares the points by the same statistic, copies the winner to the
-selected checkpoint and writes a table of every point with the reason it won or lost.
-The lowest validation MSE is listed too, to show when it would have chosen differently.
+Each point's best.ckpt already holds the epoch of smallest selection statistic
+(`train.selection_statistic`, averaged over a few epochs, `dm2gal.train`: the honest
+validation painting's P(k) error or the validation MSE); this module compares the points
+by the same statistic, copies the winner to the selected checkpoint and writes a table of
+every point with the reason it won or lost. The lowest validation MSE is listed too, to
+show when it would have chosen differently.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from .atomic import atomic_path
 
 log = logging.getLogger("dm2gal.select")
 
-COLUMNS = ("point", "learning_rate", "weight_decay", "capacity", "epochs", "best_epoch", "selection", "pk_error",
-           "val_mse", "val_mse_mean_predictor", "val_mse_floor", "val_mass_ratio", "min_val_mse", "selected", "reason")
+STATISTIC_NAMES = {"pk_error": "validation P(k)", "val_mse": "validation MSE"}
+"""How the summary's reasons name each `train.selection_statistic`."""
+COLUMNS = ("point", "learning_rate", "weight_decay", "capacity", "epochs", "best_epoch", "statistic", "selection",
+           "pk_error", "val_mse", "val_mse_mean_predictor", "val_mse_floor", "val_mass_ratio", "min_val_mse", "selected",
+           "reason")
 
 
 def _row(point: str, ckpt_path, history_path) -> dict:
@@ -30,6 +34,7 @@ def _row(point: str, ckpt_path, history_path) -> dict:
     h, m = ckpt["hparams"], ckpt["metrics"]
     return dict(point=point, learning_rate=h["learning_rate"], weight_decay=h["weight_decay"],
                 capacity=h.get("capacity", 1.0), epochs=len(history), best_epoch=ckpt["epoch"],
+                statistic=h.get("selection_statistic", "pk_error"),
                 **{k: m[k] for k in ("selection", "pk_error", "val_mse", "val_mse_mean_predictor", "val_mse_floor",
                                      "val_mass_ratio")},
                 min_val_mse=min((float(r["val_mse"]) for r in history), default=math.nan))
@@ -45,17 +50,21 @@ def select(points: dict[str, tuple[str, str]], out_ckpt, out_tsv) -> str:
         raise ValueError("no sweep point to select from")
     rows = sorted((_row(name, *paths) for name, paths in points.items()), key=lambda r: r["selection"])
     win = rows[0]
+    if len({r["statistic"] for r in rows}) > 1:
+        raise ValueError("the sweep points were selected by different statistics: "
+                         + ", ".join(f"{r['point']} by {r['statistic']}" for r in rows))
+    name = STATISTIC_NAMES[win["statistic"]]
     by_mse = min(rows, key=lambda r: r["val_mse"])
     for r in rows:
         r["selected"] = int(r is win)
         if r is win:
             runner = (f"; next best {rows[1]['point']} at {rows[1]['selection']:.4g}" if len(rows) > 1 else
                       "; the only point")
-            r["reason"] = f"smallest validation P(k) selection statistic {r['selection']:.4g}{runner}"
+            r["reason"] = f"smallest {name} selection statistic {r['selection']:.4g}{runner}"
             if by_mse is not win:
                 r["reason"] += f"; lowest validation MSE would have chosen {by_mse['point']}"
         else:
-            r["reason"] = f"P(k) selection statistic {r['selection']:.4g} > {win['selection']:.4g}"
+            r["reason"] = f"{name} selection statistic {r['selection']:.4g} > {win['selection']:.4g}"
     ckpt = torch.load(points[win["point"]][0], map_location="cpu", weights_only=True)
     ckpt["selected_point"] = win["point"]
     with atomic_path(out_ckpt) as tmp:

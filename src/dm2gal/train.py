@@ -64,6 +64,8 @@ predicted mean, the training mean, the generator's noise-free mean; NaN without 
 val_mass_ratio is the painted over the true stellar mass at those voxels; pk_error the
 selection error of this epoch and selection its mean over the window."""
 SCHEDULES = ("cosine", "plateau")
+SELECTION_STATISTICS = ("pk_error", "val_mse")
+"""What `History` averages over its window to choose the kept epoch (history.csv columns)."""
 LAST_CHECKPOINT = "last.ckpt"
 """The resumable checkpoint's name in a run's resume folder (never a Snakemake output: Snakemake
 deletes the outputs of a failed job, and this file is what survives it)."""
@@ -397,8 +399,8 @@ class History(L.Callback):
     any window is full (fewer epochs than the window, or `max_minutes`) keeps its last epoch.
     Its state travels in last.ckpt."""
 
-    def __init__(self, window: int):
-        self.window = window
+    def __init__(self, window: int, statistic: str = "pk_error"):
+        self.window, self.statistic = window, statistic
         self.rows: list[dict] = []
         self.best = math.inf
         self.best_state: dict | None = None
@@ -407,8 +409,8 @@ class History(L.Callback):
 
     def on_train_epoch_end(self, trainer, module: Dm2GalModule) -> None:
         val = module.last_val
-        recent = [r["pk_error"] for r in self.rows[-(self.window - 1):]] if self.window > 1 else []
-        selection = float(np.mean(recent + [val["pk_error"]]))
+        recent = [r[self.statistic] for r in self.rows[-(self.window - 1):]] if self.window > 1 else []
+        selection = float(np.mean(recent + [val[self.statistic]]))
         best = len(recent) + 1 == self.window and selection < self.best
         row = dict(epoch=trainer.current_epoch, step=trainer.global_step,
                    lr=trainer.optimizers[0].param_groups[0]["lr"], train_loss=module.epoch_train_loss(), **val,
@@ -529,12 +531,16 @@ def resume_checkpoint(directory, fingerprint: str) -> str | None:
     return None
 
 
-def _check_fit(data: TrainingData, model_cfg: dict, objective: str, schedule: str, calibration_bin_voxels: int):
+def _check_fit(data: TrainingData, model_cfg: dict, objective: str, schedule: str, calibration_bin_voxels: int,
+               selection_statistic: str):
     if int(model_cfg.get("outputs", 1)) != head_outputs(objective):
         raise ValueError(f"objective {objective!r} needs a head of {head_outputs(objective)} outputs, "
                          f"the model has {model_cfg.get('outputs', 1)}")
     if schedule not in SCHEDULES:
         raise ValueError(f"train.schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if selection_statistic not in SELECTION_STATISTICS:
+        raise ValueError(f"train.selection_statistic must be one of {SELECTION_STATISTICS}, "
+                         f"got {selection_statistic!r}")
     if data.cal_truth is not None and (data.cal_truth > data.min_mass).sum() < calibration_bin_voxels:
         raise ValueError(f"the calibration voxels hold {int((data.cal_truth > data.min_mass).sum())} occupied "
                          f"voxels, fewer than one bin of train.calibration_bin_voxels = {calibration_bin_voxels}: "
@@ -582,7 +588,8 @@ def _write_outputs(module: Dm2GalModule, history: History, hparams: dict, ckpt_p
 def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_decay: float, batch_size: int,
         steps_per_epoch: int, max_epochs: int, ckpt_path, history_path, selection: dict, seed: int = 0,
         objective: str = "unbiased", beta_nll: float = 0.5, schedule: str = "cosine", ema_decay: float = 0.995,
-        selection_window: int = 3, calibration_bin_voxels: int = 50, patience: int = 5, val_batch_size: int = 256,
+        selection_window: int = 3, selection_statistic: str = "pk_error", calibration_bin_voxels: int = 50,
+        patience: int = 5, val_batch_size: int = 256,
         max_minutes: float | None = None, resume_dir=None, checkpoint_minutes: float = 10.0, compile: bool = False,
         devices: int | str = "auto", accelerator: str = "auto", strategy: str | None = None,
         progress: bool = True, extra_hparams: dict | None = None) -> dict:
@@ -590,7 +597,8 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
 
     `model_cfg` must have the objective's number of head outputs. `selection` holds the
     stats stage's `mas` and `k_range` [h/Mpc]. When training ends, `best.ckpt` (the EMA
-    weights of the epoch of smallest selection statistic) and `history.csv` (one row
+    weights of the epoch of smallest selection statistic: `selection_statistic`, a
+    history.csv column, averaged over `selection_window` epochs) and `history.csv` (one row
     per epoch, HISTORY_COLUMNS) are written atomically by global rank 0. Several
     devices run DDP with processes launched by Lightning itself. `extra_hparams` (e.g.
     the sweep point's capacity) are stored in the checkpoint beside the others.
@@ -600,7 +608,7 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
     continues from it, as if never stopped, and the folder is removed once the outputs are
     written. `compile` runs the training step's network through torch.compile.
     """
-    _check_fit(data, model_cfg, objective, schedule, calibration_bin_voxels)
+    _check_fit(data, model_cfg, objective, schedule, calibration_bin_voxels, selection_statistic)
     L.seed_everything(seed, workers=True, verbose=False)
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:  # cuBLAS needs this for deterministic matrix products
@@ -608,10 +616,11 @@ def fit(data: TrainingData, model_cfg: dict, *, learning_rate: float, weight_dec
     hparams = dict(learning_rate=learning_rate, weight_decay=weight_decay, batch_size=batch_size,
                    steps_per_epoch=steps_per_epoch, max_epochs=max_epochs, patience=patience, seed=seed,
                    objective=objective, beta_nll=beta_nll, schedule=schedule, ema_decay=ema_decay,
-                   selection_window=selection_window, calibration_bin_voxels=calibration_bin_voxels,
-                   val_batch_size=val_batch_size, **(extra_hparams or {}))
+                   selection_window=selection_window, selection_statistic=selection_statistic,
+                   calibration_bin_voxels=calibration_bin_voxels, val_batch_size=val_batch_size,
+                   **(extra_hparams or {}))
     module = Dm2GalModule(model_cfg, data, {**hparams, "compile": compile, "fused": on_gpu}, selection)
-    history, callbacks, resume_from = History(selection_window), [], None
+    history, callbacks, resume_from = History(selection_window, selection_statistic), [], None
     callbacks.append(history)
     if resume_dir is not None:
         module.fingerprint = run_fingerprint(data, model_cfg, hparams)

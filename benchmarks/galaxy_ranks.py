@@ -1,0 +1,106 @@
+"""Are the painted galaxies calibrated? True over painted stellar mass by rank of painted galaxy mass.
+
+A galaxy is what the realisations draw as one object: the painted voxels one gravity-only
+subhalo hosts (`dm2gal.cic.host_subhalos`, `dm2gal.calibration.galaxy_groups`). Per
+galaxy: P, its painted mass; T, the hydro truth's stellar mass in the same voxels; s, its
+galaxy scatter (as `dm2gal.realisations` draws it). Galaxies are ranked by P within each
+painted region (a held-out universe: the whole box; the test cube), and for each rank bin
+the benchmark prints sum(T) / sum(P) per region (mean +- std over regions) and the
+z-scores z = (log10(T / P) + ln10 s^2 / 2) / s of the galaxies with T > 0 (mean, std).
+A painter whose galaxies are E[T | P] has sum(T) / sum(P) = 1 in every bin, whatever the
+ranking; a painter of noisy galaxy masses shows regression to the mean: below 1 at the top
+ranks (the heaviest painted are partly those painted too heavy), above 1 below. The
+top ranks are the few galaxies that set the small-scale P(k) and B. Usage (pairs of a
+results folder and its data folder, e.g. the seeds of benchmarks/seeds.py):
+
+    python benchmarks/galaxy_ranks.py results data/mini [OUT/seed2000/results OUT/seed2000/data ...]
+        [--test] [--ranks 0 10 30 100 300 1000] [--snapshot 99]
+"""
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dm2gal.calibration import at_knots, galaxy_groups, galaxy_scatter
+from dm2gal.cic import host_subhalos
+from dm2gal.fields import open_field, read_periodic
+from dm2gal.tng import load_subhalos
+
+
+def galaxy_table(painted_dir: Path, truth_path: Path, dark_base: Path, snapshot: int) -> dict[str, np.ndarray]:
+    """{P, T, s} (G,) of the galaxies of the painting in `painted_dir` against the truth field."""
+    field, scatter = open_field(painted_dir / "stellar_mass.zarr"), open_field(painted_dir / "stellar_mass_scatter.zarr")
+    attrs = dict(field.attrs)
+    origin, n, box = tuple(attrs["origin"]), int(attrs["parent_n_grid"]), float(attrs["parent_box_size"])
+    mean_cube = np.asarray(field[...])
+    truth = np.asarray(read_periodic(open_field(truth_path), origin, mean_cube.shape), np.float64)
+    subs = load_subhalos(str(dark_base), snapshot, ["SubhaloPos", "SubhaloMass"])
+    painted = np.argwhere(mean_cube > 0)
+    mean = mean_cube[tuple(painted.T)].astype(np.float64)
+    sigma = np.asarray(scatter[...])[tuple(painted.T)].astype(np.float64)
+    galaxies = galaxy_groups(host_subhalos(painted, origin, n, box, subs["SubhaloPos"], subs["SubhaloMass"]))
+    p = np.bincount(galaxies, weights=mean)
+    knots = (list(scatter.attrs.get("galaxy_scatter_log10_mass", [])), list(scatter.attrs.get("galaxy_scatter_factor", [])))
+    return dict(P=p, T=np.bincount(galaxies, weights=truth[tuple(painted.T)]),
+                s=at_knots(p, *knots, 1.0) * galaxy_scatter(mean, sigma, galaxies))
+
+
+def regions(results: Path, data: Path, test: bool):
+    """(name, painted folder, truth field, gravity-only catalogue base) of each painted region."""
+    if test:
+        yield "test", results / "paint" / "test", results / "fields" / "hydro" / "stellar_mass.zarr", data / "dark" / "output"
+        return
+    for folder in sorted((results / "paint" / "universes").iterdir()):
+        yield (folder.name, folder, results / "fields" / "universes" / folder.name / "hydro" / "stellar_mass.zarr",
+               data / "universes" / folder.name / "dark" / "output")
+
+
+def rank_rows(tables: list[dict], edges: list[int]) -> list[dict]:
+    """Per rank bin [edges[i], edges[i+1]): sum(T)/sum(P) mean and std over the tables (regions), and
+    the z-scores' mean and std over all their galaxies with T > 0, and the median scatter s [dex]."""
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        ratios, z, s = [], [], []
+        for t in tables:
+            idx = np.argsort(-t["P"])[lo:hi]
+            if len(idx) == 0:
+                continue
+            ratios.append(t["T"][idx].sum() / t["P"][idx].sum())
+            ok = idx[t["T"][idx] > 0]
+            z.append((np.log10(t["T"][ok] / t["P"][ok]) + 0.5 * math.log(10.0) * t["s"][ok] ** 2) / t["s"][ok])
+            s.append(t["s"][idx])
+        z, s = np.concatenate(z), np.concatenate(s)
+        rows.append(dict(ranks=[lo, hi], regions=len(ratios), ratio_mean=float(np.mean(ratios)),
+                         ratio_std=float(np.std(ratios)), z_mean=float(z.mean()), z_std=float(z.std()), n=len(z),
+                         median_scatter=float(np.median(s))))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folders", nargs="+", type=Path, help="pairs: a results folder, then its data folder")
+    ap.add_argument("--test", action="store_true", help="the test cube instead of the held-out universes")
+    ap.add_argument("--ranks", nargs="+", type=int, default=[0, 10, 30, 100, 300, 1000])
+    ap.add_argument("--snapshot", type=int, default=99)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if len(args.folders) % 2:
+        ap.error("give the folders in pairs: results, data")
+    tables = [galaxy_table(painted, truth, base, args.snapshot)
+              for results, data in zip(args.folders[::2], args.folders[1::2])
+              for _, painted, truth, base in regions(results, data, args.test)]
+    rows = rank_rows(tables, args.ranks)
+    print("ranks of painted mass | regions | sum T / sum P (mean +- std over regions) | z mean | z std | galaxies "
+          "| median s [dex]")
+    for r in rows:
+        print(f"{r['ranks'][0]}-{r['ranks'][1]} | {r['regions']} | {r['ratio_mean']:.3f} +- {r['ratio_std']:.3f} | "
+              f"{r['z_mean']:+.2f} | {r['z_std']:.2f} | {r['n']} | {r['median_scatter']:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
