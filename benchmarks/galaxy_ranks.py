@@ -10,8 +10,11 @@ z-scores z = (log10(T / P) + ln10 s^2 / 2) / s of the galaxies with T > 0 (mean,
 A painter whose galaxies are E[T | P] has sum(T) / sum(P) = 1 in every bin, whatever the
 ranking; a painter of noisy galaxy masses shows regression to the mean: below 1 at the top
 ranks (the heaviest painted are partly those painted too heavy), above 1 below. The
-top ranks are the few galaxies that set the small-scale P(k) and B. Usage (pairs of a
-results folder and its data folder, e.g. the seeds of benchmarks/seeds.py):
+top ranks are the few galaxies that set the small-scale P(k) and B. A second table splits
+the galaxies into centrals (hosted by their FoF group's first subhalo) and satellites and
+gives sum(T) / sum(P) per bin of the group's gravity-only GroupMass (pooled over regions,
+and the range over regions): what a painter does with the mass of one halo. Usage (pairs of
+a results folder and its data folder, e.g. the seeds of benchmarks/seeds.py):
 
     python benchmarks/galaxy_ranks.py results data/mini [OUT/seed2000/results OUT/seed2000/data ...]
         [--test] [--ranks 0 10 30 100 300 1000] [--snapshot 99]
@@ -27,25 +30,37 @@ import numpy as np
 from dm2gal.calibration import at_knots, galaxy_groups, galaxy_scatter
 from dm2gal.cic import host_subhalos
 from dm2gal.fields import open_field, read_periodic
-from dm2gal.tng import load_subhalos
+from dm2gal.tng import load_halos, load_subhalos
+
+GROUP_MASS_EDGES = (11.0, 11.5, 12.0, 12.5, 13.0, 13.5, 15.0)
+"""log10 GroupMass [Msun/h] bins of the central/satellite table."""
 
 
 def galaxy_table(painted_dir: Path, truth_path: Path, dark_base: Path, snapshot: int) -> dict[str, np.ndarray]:
-    """{P, T, s} (G,) of the galaxies of the painting in `painted_dir` against the truth field."""
+    """{P, T, s, central, log_group_mass} (G,) of the galaxies (hosted ones) of the painting in
+    `painted_dir` against the truth field."""
     field, scatter = open_field(painted_dir / "stellar_mass.zarr"), open_field(painted_dir / "stellar_mass_scatter.zarr")
     attrs = dict(field.attrs)
     origin, n, box = tuple(attrs["origin"]), int(attrs["parent_n_grid"]), float(attrs["parent_box_size"])
     mean_cube = np.asarray(field[...])
     truth = np.asarray(read_periodic(open_field(truth_path), origin, mean_cube.shape), np.float64)
-    subs = load_subhalos(str(dark_base), snapshot, ["SubhaloPos", "SubhaloMass"])
+    subs = load_subhalos(str(dark_base), snapshot, ["SubhaloPos", "SubhaloMass", "SubhaloGrNr"])
+    groups = load_halos(str(dark_base), snapshot, ["GroupMass", "GroupFirstSub"])
     painted = np.argwhere(mean_cube > 0)
     mean = mean_cube[tuple(painted.T)].astype(np.float64)
     sigma = np.asarray(scatter[...])[tuple(painted.T)].astype(np.float64)
-    galaxies = galaxy_groups(host_subhalos(painted, origin, n, box, subs["SubhaloPos"], subs["SubhaloMass"]))
+    hosts = host_subhalos(painted, origin, n, box, subs["SubhaloPos"], subs["SubhaloMass"])
+    galaxies = galaxy_groups(hosts)
     p = np.bincount(galaxies, weights=mean)
     knots = (list(scatter.attrs.get("galaxy_scatter_log10_mass", [])), list(scatter.attrs.get("galaxy_scatter_factor", [])))
-    return dict(P=p, T=np.bincount(galaxies, weights=truth[tuple(painted.T)]),
-                s=at_knots(p, *knots, 1.0) * galaxy_scatter(mean, sigma, galaxies))
+    host = np.full(len(p), -1)
+    host[galaxies] = hosts
+    hosted = host >= 0
+    group = subs["SubhaloGrNr"][host[hosted]]
+    table = dict(P=p, T=np.bincount(galaxies, weights=truth[tuple(painted.T)]),
+                 s=at_knots(p, *knots, 1.0) * galaxy_scatter(mean, sigma, galaxies))
+    return dict({k: v[hosted] for k, v in table.items()}, central=groups["GroupFirstSub"][group] == host[hosted],
+                log_group_mass=np.log10(groups["GroupMass"][group]))
 
 
 def regions(results: Path, data: Path, test: bool):
@@ -79,6 +94,22 @@ def rank_rows(tables: list[dict], edges: list[int]) -> list[dict]:
     return rows
 
 
+def central_satellite_rows(tables: list[dict]) -> list[dict]:
+    """Per kind (central, satellite) and GROUP_MASS_EDGES bin: sum(T) / sum(P) pooled over the
+    tables (regions) and its range over them."""
+    rows = []
+    for kind in ("central", "satellite"):
+        for lo, hi in zip(GROUP_MASS_EDGES[:-1], GROUP_MASS_EDGES[1:]):
+            sums = np.array([[t[q][sel].sum() for q in ("T", "P")] for t in tables
+                             for sel in [(t["central"] == (kind == "central")) & (t["log_group_mass"] >= lo)
+                                         & (t["log_group_mass"] < hi)]])
+            per_region = sums[sums[:, 1] > 0, 0] / sums[sums[:, 1] > 0, 1]
+            if len(per_region):
+                rows.append(dict(kind=kind, log_group_mass=[lo, hi], ratio=float(sums[:, 0].sum() / sums[:, 1].sum()),
+                                 ratio_min=float(per_region.min()), ratio_max=float(per_region.max())))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path, help="pairs: a results folder, then its data folder")
@@ -92,14 +123,18 @@ def main() -> None:
     tables = [galaxy_table(painted, truth, base, args.snapshot)
               for results, data in zip(args.folders[::2], args.folders[1::2])
               for _, painted, truth, base in regions(results, data, args.test)]
-    rows = rank_rows(tables, args.ranks)
+    rows, split = rank_rows(tables, args.ranks), central_satellite_rows(tables)
     print("ranks of painted mass | regions | sum T / sum P (mean +- std over regions) | z mean | z std | galaxies "
           "| median s [dex]")
     for r in rows:
         print(f"{r['ranks'][0]}-{r['ranks'][1]} | {r['regions']} | {r['ratio_mean']:.3f} +- {r['ratio_std']:.3f} | "
               f"{r['z_mean']:+.2f} | {r['z_std']:.2f} | {r['n']} | {r['median_scatter']:.3f}")
+    print("\nkind | log10 GroupMass | sum T / sum P (pooled) | range over regions")
+    for r in split:
+        print(f"{r['kind']} | {r['log_group_mass'][0]}-{r['log_group_mass'][1]} | {r['ratio']:.3f} | "
+              f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps({"ranks": rows, "central_satellite": split}, indent=1))
 
 
 if __name__ == "__main__":
