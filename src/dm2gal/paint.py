@@ -379,11 +379,11 @@ def _blocks(field) -> list[tuple[slice, ...]]:
             for first in itertools.product(*(range(0, n, c) for n, c in zip(field.shape, field.chunks)))]
 
 
-def _painted_voxels(field, blocks) -> tuple[np.ndarray, np.ndarray]:
-    """(coords (K, 3), values (K,) float64) of the voxels > 0 of `field`, block by block (only
-    those voxels are held)."""
+def _painted_voxels(field) -> tuple[np.ndarray, np.ndarray]:
+    """(coords (K, 3), values (K,) float64) of the voxels > 0 of `field`, block by block of its
+    chunks (only those voxels are held)."""
     coords, values = [], []
-    for block in blocks:
+    for block in _blocks(field):
         data = np.asarray(field[block])
         local = np.argwhere(data > 0)
         coords.append(local + [b.start for b in block])
@@ -391,30 +391,40 @@ def _painted_voxels(field, blocks) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(coords), np.concatenate(values)
 
 
-def _values_at(field, blocks, coords: np.ndarray) -> np.ndarray:
-    """(K,) float64 values of `field` at `coords` (K, 3), block by block."""
+def _by_block(field, coords: np.ndarray):
+    """Yield (block, its first voxel (3,), indices into `coords` (K, 3) of the voxels inside it) for
+    the blocks of `_blocks(field)` that hold any: the coordinates are sorted by block once."""
+    blocks = _blocks(field)
+    chunks = np.asarray(field.chunks)
+    per_axis = -(-np.asarray(field.shape) // chunks)
+    index = np.ravel_multi_index(tuple((np.asarray(coords, np.int64) // chunks).T), per_axis) if len(coords) else \
+        np.zeros(0, np.int64)
+    order = np.argsort(index, kind="stable")
+    bounds = np.searchsorted(index[order], np.arange(len(blocks) + 1))
+    for b, block in enumerate(blocks):
+        if bounds[b + 1] > bounds[b]:
+            yield block, np.array([s.start for s in block]), order[bounds[b]:bounds[b + 1]]
+
+
+def _values_at(field, coords: np.ndarray) -> np.ndarray:
+    """(K,) float64 values of `field` at `coords` (K, 3), block by block of its chunks."""
     out = np.zeros(len(coords))
-    for block in blocks:
-        lo, hi = np.array([b.start for b in block]), np.array([b.stop for b in block])
-        sel = np.flatnonzero(np.all((coords >= lo) & (coords < hi), axis=1))
-        if len(sel):
-            out[sel] = np.asarray(field[block])[tuple((coords[sel] - lo).T)]
+    for block, lo, sel in _by_block(field, coords):
+        out[sel] = np.asarray(field[block])[tuple((coords[sel] - lo).T)]
     return out
 
 
-def _write_voxels(field, blocks, coords: np.ndarray, values: np.ndarray, clear: np.ndarray | None = None) -> None:
-    """Set `field` at `coords` (K, 3) to `values` (K,), block by block, after zeroing the voxels
-    `clear` (L, 3); blocks holding neither are not touched."""
-    clear = np.zeros((0, 3), np.int64) if clear is None else clear
-    for block in blocks:
-        lo, hi = np.array([b.start for b in block]), np.array([b.stop for b in block])
-        put = np.all((coords >= lo) & (coords < hi), axis=1)
-        wipe = np.all((clear >= lo) & (clear < hi), axis=1)
-        if put.any() or wipe.any():
-            data = np.asarray(field[block])
-            data[tuple((clear[wipe] - lo).T)] = 0
-            data[tuple((coords[put] - lo).T)] = values[put]
-            field[block] = data
+def _write_voxels(field, coords: np.ndarray, values: np.ndarray, clear: np.ndarray | None = None) -> None:
+    """Set `field` at `coords` (K, 3) to `values` (K,), block by block of its chunks, after zeroing
+    the voxels `clear` (L, 3); blocks holding neither are not touched."""
+    clear = np.zeros((0, 3), np.int64) if clear is None else np.asarray(clear, np.int64)
+    both = np.concatenate([clear, np.asarray(coords, np.int64)])
+    for block, lo, sel in _by_block(field, both):
+        data = np.asarray(field[block])
+        wipe, put = sel[sel < len(clear)], sel[sel >= len(clear)] - len(clear)
+        data[tuple((clear[wipe] - lo).T)] = 0
+        data[tuple((coords[put] - lo).T)] = values[put]
+        field[block] = data
 
 
 def calibrate_galaxies(path, calibration: Calibration, origin, n_grid: int, box_size: float, subs: dict) -> float:
@@ -426,11 +436,10 @@ def calibrate_galaxies(path, calibration: Calibration, origin, n_grid: int, box_
     import zarr  # as dm2gal.fields: the store is not needed to import the painter
 
     field = zarr.open_array(str(path), mode="r+")
-    blocks = _blocks(field)
-    coords, mean = _painted_voxels(field, blocks)
+    coords, mean = _painted_voxels(field)
     galaxies = galaxy_groups(host_subhalos(coords, origin, n_grid, box_size, subs["SubhaloPos"], subs["SubhaloMass"]))
     calibrated = calibration.calibrate_galaxies(mean, galaxies)
-    _write_voxels(field, blocks, coords, calibrated)
+    _write_voxels(field, coords, calibrated)
     ratio = float(calibrated.sum() / mean.sum()) if mean.sum() > 0 else 1.0
     log.info("galaxy calibration: %d galaxies, total painted mass x %.4f", int(galaxies.max()) + 1 if len(mean) else 0,
              ratio)
@@ -446,16 +455,15 @@ def deposit_galaxies(path, scatter_path, origin, n_grid: int, box_size: float, s
     import zarr  # as dm2gal.fields: the store is not needed to import the painter
 
     field = zarr.open_array(str(path), mode="r+")
-    blocks = _blocks(field)
-    coords, mean = _painted_voxels(field, blocks)
+    coords, mean = _painted_voxels(field)
     scatter = None if scatter_path is None else zarr.open_array(str(scatter_path), mode="r+")
-    sigma = np.zeros(len(mean)) if scatter is None else _values_at(scatter, blocks, coords)
+    sigma = np.zeros(len(mean)) if scatter is None else _values_at(scatter, coords)
     hosts = host_subhalos(coords, origin, n_grid, box_size, subs["SubhaloPos"], subs["SubhaloMass"])
     new_coords, new_mass, new_scatter = deposit(coords, mean, sigma, hosts, subs["SubhaloPos"], origin, n_grid,
                                                 box_size, field.shape, scatter_knots)
-    _write_voxels(field, blocks, new_coords, new_mass, clear=coords)
+    _write_voxels(field, new_coords, new_mass, clear=coords)
     if scatter is not None:
-        _write_voxels(scatter, blocks, new_coords, new_scatter, clear=coords)
+        _write_voxels(scatter, new_coords, new_scatter, clear=coords)
         scatter.attrs.update(deposit="galaxies", galaxy_scatter_log10_mass=[], galaxy_scatter_factor=[])
     field.attrs.update(deposit="galaxies")
     log.info("galaxies deposited at their subhalos: %d painted voxels became %d, total mass x %.6f", len(mean),
