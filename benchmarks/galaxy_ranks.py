@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dm2gal.calibration import at_knots, galaxy_groups, galaxy_scatter
+from dm2gal.calibration import drawn_galaxy_scatter, galaxy_groups
 from dm2gal.cic import host_subhalos
 from dm2gal.fields import open_field, read_periodic
 from dm2gal.tng import load_halos, load_subhalos
@@ -58,7 +58,7 @@ def galaxy_table(painted_dir: Path, truth_path: Path, dark_base: Path, snapshot:
     hosted = host >= 0
     group = subs["SubhaloGrNr"][host[hosted]]
     table = dict(P=p, T=np.bincount(galaxies, weights=truth[tuple(painted.T)]),
-                 s=at_knots(p, *knots, 1.0) * galaxy_scatter(mean, sigma, galaxies))
+                 s=drawn_galaxy_scatter(mean, sigma, galaxies, knots))
     return dict({k: v[hosted] for k, v in table.items()}, central=groups["GroupFirstSub"][group] == host[hosted],
                 log_group_mass=np.log10(groups["GroupMass"][group]))
 

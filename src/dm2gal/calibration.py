@@ -170,6 +170,14 @@ def galaxy_scatter(mean: np.ndarray, sigma: np.ndarray, galaxies: np.ndarray) ->
     return np.sqrt(s2 / np.where(w > 0, w, 1.0))
 
 
+def drawn_galaxy_scatter(mean: np.ndarray, sigma: np.ndarray, galaxies: np.ndarray, knots=((), ())) -> np.ndarray:
+    """(G,) log10 scatter [dex] a galaxy is drawn with: its `galaxy_scatter` times the galaxy scatter
+    factor that `knots` (log10 painted galaxy mass [Msun/h], factors; `at_knots`, 1 without knots)
+    give at its painted mass, the sum of its voxels' `mean` (K,) [Msun/h]."""
+    total = np.bincount(galaxies, weights=mean)
+    return at_knots(np.where(total > 0, total, 1.0), *knots, 1.0) * galaxy_scatter(mean, sigma, galaxies)
+
+
 def at_knots(painted_galaxy: np.ndarray, knots, values, default: float) -> np.ndarray:
     """`values` (G,) at log10 painted galaxy masses `knots` (G,) [Msun/h], interpolated to the
     painted galaxy masses `painted_galaxy` [Msun/h] (> 0) and held beyond them; `default`

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calibration import at_knots, galaxy_groups, galaxy_scatter
+from .calibration import drawn_galaxy_scatter, galaxy_groups
 from .cic import corners
 
 
@@ -47,8 +47,7 @@ def deposit(coords: np.ndarray, mean: np.ndarray, sigma: np.ndarray, hosts: np.n
     galaxies = galaxy_groups(hosts)
     n_galaxies = int(galaxies.max()) + 1
     total = np.bincount(galaxies, weights=mean, minlength=n_galaxies)
-    factor = at_knots(np.where(total > 0, total, 1.0), *scatter_knots, 1.0)
-    scatter = factor * galaxy_scatter(mean, sigma, galaxies)
+    scatter = drawn_galaxy_scatter(mean, sigma, galaxies, scatter_knots)
     host_of = np.full(n_galaxies, -1, np.int64)
     host_of[galaxies] = hosts
     hosted = np.flatnonzero(host_of >= 0)

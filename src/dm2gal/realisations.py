@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 from .atomic import atomic_path
-from .calibration import at_knots, galaxy_groups, galaxy_scatter
+from .calibration import drawn_galaxy_scatter, galaxy_groups
 from .cic import host_subhalos
 from .fields import create_field, open_field
 from .tng import load_subhalos
@@ -57,17 +57,16 @@ def draw(mean: np.ndarray, sigma: np.ndarray, galaxies: np.ndarray, rng: np.rand
 def realise(mean_cube: np.ndarray, sigma_cube: np.ndarray, origin, n_grid: int, box_size: float,
             sub_pos: np.ndarray, sub_mass: np.ndarray, n_realisations: int, seed, galaxy_scatter_knots=((), ())):
     """Yield `n_realisations` (s, s, s) float32 realisations of a painted cube whose first voxel
-    is `origin` of the parent grid, each galaxy drawn with its `galaxy_scatter` s times the
-    factor that `galaxy_scatter_knots` (knots in log10 painted galaxy mass [Msun/h], factors;
-    `dm2gal.calibration.at_knots`) gives at its painted mass, each voxel's share of it with
+    is `origin` of the parent grid, each galaxy drawn with its scatter s
+    (`dm2gal.calibration.drawn_galaxy_scatter` with `galaxy_scatter_knots`: knots in log10
+    painted galaxy mass [Msun/h], factors), each voxel's share of it with
     the rest of the voxel's scatter, sqrt(sigma^2 - s^2); draw i uses numpy's
     SeedSequence(seed).spawn(n)[i]."""
     painted = np.argwhere(mean_cube > 0)
     mean = mean_cube[tuple(painted.T)].astype(np.float64)
     galaxies = galaxy_groups(host_subhalos(painted, origin, n_grid, box_size, sub_pos, sub_mass))
     voxel_sigma = sigma_cube[tuple(painted.T)].astype(np.float64)
-    factor = at_knots(np.bincount(galaxies, weights=mean), *galaxy_scatter_knots, 1.0)
-    sigma = (factor * galaxy_scatter(mean, voxel_sigma, galaxies))[galaxies]
+    sigma = drawn_galaxy_scatter(mean, voxel_sigma, galaxies, galaxy_scatter_knots)[galaxies]
     share_sigma = np.sqrt(np.maximum(voxel_sigma ** 2 - sigma ** 2, 0.0))
     for child in np.random.SeedSequence(seed).spawn(n_realisations):
         cube = np.zeros(mean_cube.shape, np.float32)
