@@ -3,7 +3,8 @@
 Writes an n^3 painted field and its scatter field (Zarr, the pipeline's chunking) whose
 painted voxels are the 8 CIC voxels of random subhalos (`--subhalos`, masses log-uniform),
 then times `dm2gal.paint.calibrate_galaxies` (a galaxy calibration of two knots) and
-`dm2gal.paint.deposit_galaxies` on it, and reports the peak resident memory of the
+`dm2gal.paint.deposit_galaxies` (without it; `paint.deposit: galaxies` runs both in the
+deposit's one pass) on it, and reports the peak resident memory of the
 process. Both hold only the painted voxels, so their memory should follow the number of
 galaxies, not n^3. Usage:
 
@@ -64,7 +65,7 @@ def main() -> None:
     paint.calibrate_galaxies(args.out / "painted.zarr", cal, (0, 0, 0), args.n, float(args.n), subs)
     t1 = time.perf_counter()
     voxels = paint.deposit_galaxies(args.out / "painted.zarr", args.out / "scatter.zarr", (0, 0, 0), args.n,
-                                    float(args.n), subs, cal.galaxy_scatter_knots())
+                                    float(args.n), subs, cal.galaxy_scatter_knots())["galaxy_deposit_voxels"]
     t2 = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{args.n}^3 field, chunk {args.chunk}, {args.subhalos} subhalos, {voxels} voxels painted after: "

@@ -303,6 +303,26 @@ def test_galaxy_deposit_puts_each_galaxy_at_its_subhalo_as_pylians_cic_does(tmp_
     assert out_sigma[14, 1, 1] == pytest.approx(0.2 * 0.5)  # a galaxy of one voxel of 1e11: factor 0.5
     assert ((out_sigma > 0) == (out > 0)).all()
     assert out_attrs["deposit"] == sigma_attrs["deposit"] == "galaxies" and sigma_attrs["galaxy_scatter_factor"] == []
+    # with the galaxy calibration, the one pass equals calibrating the field and then depositing it
+    from dm2gal.calibration import Calibration
+
+    cal = Calibration((8.0, 12.0), (0.0, 0.0), 1.0, 12.0, galaxy_log10_mass=(9.0, 11.0),
+                      galaxy_log10_ratio=(0.0, -0.3), galaxy_scatter_factor=(1.0, 0.5))
+    outs = {}
+    for way in ("two passes", "one pass"):
+        field, scat = tmp_path / f"{way}.zarr", tmp_path / f"{way} scatter.zarr"
+        write_field(field, cube, attrs, chunk=8)
+        write_field(scat, sigma, attrs, chunk=8)
+        if way == "two passes":
+            ratio = paint.calibrate_galaxies(field, cal, (4, 4, 4), 32, 32.0, subs)
+            done = paint.deposit_galaxies(field, scat, (4, 4, 4), 32, 32.0, subs, knots)
+        else:
+            done = paint.deposit_galaxies(field, scat, (4, 4, 4), 32, 32.0, subs, knots, calibration=cal)
+            assert done["galaxy_calibration"] == pytest.approx(ratio, rel=1e-6)
+        outs[way] = read_field(field)[0], read_field(scat)[0], done["galaxy_deposit_voxels"]
+    np.testing.assert_allclose(outs["one pass"][0], outs["two passes"][0], rtol=1e-6, atol=1.0)
+    np.testing.assert_array_equal(outs["one pass"][1], outs["two passes"][1])
+    assert outs["one pass"][2] == outs["two passes"][2] == np.count_nonzero(outs["one pass"][0])
 
 
 @pytest.mark.parametrize("method", ["dense", "per_voxel"])

@@ -427,6 +427,16 @@ def _write_voxels(field, coords: np.ndarray, values: np.ndarray, clear: np.ndarr
         field[block] = data
 
 
+def _calibrated(calibration: Calibration, mean: np.ndarray, galaxies: np.ndarray) -> tuple[np.ndarray, float]:
+    """(voxel means `mean` (K,) [Msun/h] with each galaxy scaled by `calibration.galaxy_mass_factor`,
+    the total painted mass after over before), logged."""
+    calibrated = calibration.calibrate_galaxies(mean, galaxies)
+    ratio = float(calibrated.sum() / mean.sum()) if mean.sum() > 0 else 1.0
+    log.info("galaxy calibration: %d galaxies, total painted mass x %.4f", int(galaxies.max()) + 1 if len(mean) else 0,
+             ratio)
+    return calibrated, ratio
+
+
 def calibrate_galaxies(path, calibration: Calibration, origin, n_grid: int, box_size: float, subs: dict) -> float:
     """Multiply, in the painted field at `path` (first voxel `origin` of the n_grid^3 parent
     grid of side `box_size` [Mpc/h]), the voxels of each galaxy (hosted by one subhalo of
@@ -438,20 +448,19 @@ def calibrate_galaxies(path, calibration: Calibration, origin, n_grid: int, box_
     field = zarr.open_array(str(path), mode="r+")
     coords, mean = _painted_voxels(field)
     galaxies = galaxy_groups(host_subhalos(coords, origin, n_grid, box_size, subs["SubhaloPos"], subs["SubhaloMass"]))
-    calibrated = calibration.calibrate_galaxies(mean, galaxies)
+    calibrated, ratio = _calibrated(calibration, mean, galaxies)
     _write_voxels(field, coords, calibrated)
-    ratio = float(calibrated.sum() / mean.sum()) if mean.sum() > 0 else 1.0
-    log.info("galaxy calibration: %d galaxies, total painted mass x %.4f", int(galaxies.max()) + 1 if len(mean) else 0,
-             ratio)
     return ratio
 
 
 def deposit_galaxies(path, scatter_path, origin, n_grid: int, box_size: float, subs: dict,
-                     scatter_knots=((), ())) -> int:
+                     scatter_knots=((), ()), calibration: Calibration | None = None) -> dict:
     """Rewrite the painted field at `path` (and its scatter field at `scatter_path`, if any) as
     its galaxies deposited at their subhalos (`dm2gal.galaxy_deposit.deposit`; arguments as
-    `calibrate_galaxies`, `scatter_knots` the galaxy scatter factor's), block by block of the
-    store's chunks; returns the number of voxels painted after."""
+    `calibrate_galaxies`, `scatter_knots` the galaxy scatter factor's), each galaxy first
+    scaled by `calibration`'s galaxy calibration when one is given (in the same pass), block
+    by block of the store's chunks. Returns {galaxy_deposit_voxels: voxels painted after, and
+    with a calibration galaxy_calibration: the total mass after over before it}."""
     import zarr  # as dm2gal.fields: the store is not needed to import the painter
 
     field = zarr.open_array(str(path), mode="r+")
@@ -459,6 +468,9 @@ def deposit_galaxies(path, scatter_path, origin, n_grid: int, box_size: float, s
     scatter = None if scatter_path is None else zarr.open_array(str(scatter_path), mode="r+")
     sigma = np.zeros(len(mean)) if scatter is None else _values_at(scatter, coords)
     hosts = host_subhalos(coords, origin, n_grid, box_size, subs["SubhaloPos"], subs["SubhaloMass"])
+    done = {}
+    if calibration is not None:
+        mean, done["galaxy_calibration"] = _calibrated(calibration, mean, galaxy_groups(hosts))
     new_coords, new_mass, new_scatter = deposit(coords, mean, sigma, hosts, subs["SubhaloPos"], origin, n_grid,
                                                 box_size, field.shape, scatter_knots)
     _write_voxels(field, new_coords, new_mass, clear=coords)
@@ -468,25 +480,28 @@ def deposit_galaxies(path, scatter_path, origin, n_grid: int, box_size: float, s
     field.attrs.update(deposit="galaxies")
     log.info("galaxies deposited at their subhalos: %d painted voxels became %d, total mass x %.6f", len(mean),
              len(new_mass), float(new_mass.sum() / mean.sum()) if mean.sum() > 0 else 1.0)
-    return len(new_mass)
+    return dict(done, galaxy_deposit_voxels=len(new_mass))
 
 
 def finish_galaxies(job: Job, prep: Prepared, field_path, scatter_path=None) -> dict:
     """The galaxy part of a painting, on the painted field (and its scatter field): the
-    checkpoint's galaxy calibration (`calibrate_galaxies`) when `job.galaxy_calibration`, then
-    with `job.deposit` = galaxies the galaxies deposited at their subhalos (`deposit_galaxies`,
-    their scatter, factor included, into the scatter field), else the knots the realisations
-    look a galaxy's scatter factor up in, as attributes of the scatter field. Returns what it did."""
+    checkpoint's galaxy calibration when `job.galaxy_calibration`, and with `job.deposit` =
+    galaxies the galaxies deposited at their subhalos in the same pass (`deposit_galaxies`,
+    their scatter, factor included, into the scatter field); else the calibration alone
+    (`calibrate_galaxies`) and the knots the realisations look a galaxy's scatter factor up in,
+    as attributes of the scatter field. Returns what it did."""
     calibration = prep.normalisation.get("calibration")
-    cal, done = (Calibration.from_dict(calibration) if calibration else None), {}
-    if cal is not None and job.galaxy_calibration and cal.galaxy_log10_mass:
-        done["galaxy_calibration"] = calibrate_galaxies(field_path, cal, prep.start, prep.n_grid, prep.box,
-                                                        job_subhalos(job))
+    cal = Calibration.from_dict(calibration) if calibration else None
+    galaxy_cal = cal if cal is not None and job.galaxy_calibration and cal.galaxy_log10_mass else None
     knots = cal.galaxy_scatter_knots(calibrated=job.galaxy_calibration) if cal is not None else ([], [])
     if job.deposit == "galaxies":
-        done["galaxy_deposit_voxels"] = deposit_galaxies(field_path, scatter_path, prep.start, prep.n_grid, prep.box,
-                                                         job_subhalos(job), knots)
-    elif scatter_path is not None and cal is not None:
+        return deposit_galaxies(field_path, scatter_path, prep.start, prep.n_grid, prep.box, job_subhalos(job), knots,
+                                galaxy_cal)
+    done = {}
+    if galaxy_cal is not None:
+        done["galaxy_calibration"] = calibrate_galaxies(field_path, galaxy_cal, prep.start, prep.n_grid, prep.box,
+                                                        job_subhalos(job))
+    if scatter_path is not None and cal is not None:
         import zarr  # as dm2gal.fields: the store is not needed to import the painter
 
         zarr.open_array(str(scatter_path), mode="r+").attrs.update(galaxy_scatter_log10_mass=knots[0],
