@@ -15,8 +15,9 @@ cube is painted: honestly, at the candidate voxels of the occupancy threshold, w
 the mean mass of the predicted distribution. Its power spectrum against the truth's
 (Pylians, the stats stage's mass-assignment correction, k in `stats.k_range`) gives
 the selection error mean_k |log10(P_painted / P_true)|; its mean over the last
-`selection_window` epochs is the selection statistic, and the checkpoint kept is the
-epoch where that is smallest. Beside it the history logs the validation MSE of the
+`selection_window` epochs is the selection statistic (or that of the validation MSE, with
+`selection_statistic: val_mse`), and the checkpoint kept is the epoch where that is
+smallest. Beside it the history logs the validation MSE of the
 predicted mean at the true galaxy voxels, the MSE of predicting the training mean,
 and, for the mini-universe, the floor: the MSE of the generator's noise-free mean.
 `best.ckpt` and `history.csv` are written once, when training ends. On GPU: bf16
@@ -62,7 +63,8 @@ HISTORY_COLUMNS = ("epoch", "step", "lr", "train_loss", "val_mse", "val_mse_mean
 """history.csv: val_mse* are MSEs of normalised log10 M* at the validation galaxy voxels (the
 predicted mean, the training mean, the generator's noise-free mean; NaN without one);
 val_mass_ratio is the painted over the true stellar mass at those voxels; pk_error the
-selection error of this epoch and selection its mean over the window."""
+P(k) error of this epoch's validation painting; selection the mean over the window of the
+selection statistic (pk_error, or val_mse with `selection_statistic`)."""
 SCHEDULES = ("cosine", "plateau")
 SELECTION_STATISTICS = ("pk_error", "val_mse")
 """What `History` averages over its window to choose the kept epoch (history.csv columns)."""
