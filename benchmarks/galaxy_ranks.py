@@ -13,7 +13,13 @@ ranks (the heaviest painted are partly those painted too heavy), above 1 below. 
 top ranks are the few galaxies that set the small-scale P(k) and B. A second table splits
 the galaxies into centrals (hosted by their FoF group's first subhalo) and satellites and
 gives sum(T) / sum(P) per bin of the group's gravity-only GroupMass (pooled over regions,
-and the range over regions): what a painter does with the mass of one halo. Usage (pairs of
+and the range over regions), and sum(P) / sum(E) (E below): what a painter does with the
+mass of one halo. A third table
+measures the galaxies' distance from the floor: E, the generator's noise-free mean (the
+mini-universe's `stellar_mass_ideal` field) in the same voxels, is the best any painter of
+means can paint; by rank of E (a ranking that does not select on the painter's errors) it
+gives log10(P / E) (mean, std over galaxies), sum(P) / sum(E) per region, and the truth's own
+log10(T / E) std (the intrinsic scatter a drawn painter adds). Usage (pairs of
 a results folder and its data folder, e.g. the seeds of benchmarks/seeds.py):
 
     python benchmarks/galaxy_ranks.py results data/mini [OUT/seed2000/results OUT/seed2000/data ...]
@@ -37,13 +43,17 @@ GROUP_MASS_EDGES = (11.0, 11.5, 12.0, 12.5, 13.0, 13.5, 15.0)
 
 
 def galaxy_table(painted_dir: Path, truth_path: Path, dark_base: Path, snapshot: int) -> dict[str, np.ndarray]:
-    """{P, T, s, central, log_group_mass} (G,) of the galaxies (hosted ones) of the painting in
-    `painted_dir` against the truth field."""
+    """{P, T, E, s, central, log_group_mass} (G,) of the galaxies (hosted ones) of the painting in
+    `painted_dir` against the truth field and the noise-free mean field beside it (E: NaN where a
+    run has none)."""
     field, scatter = open_field(painted_dir / "stellar_mass.zarr"), open_field(painted_dir / "stellar_mass_scatter.zarr")
     attrs = dict(field.attrs)
     origin, n, box = tuple(attrs["origin"]), int(attrs["parent_n_grid"]), float(attrs["parent_box_size"])
     mean_cube = np.asarray(field[...])
     truth = np.asarray(read_periodic(open_field(truth_path), origin, mean_cube.shape), np.float64)
+    ideal_path = truth_path.with_name("stellar_mass_ideal.zarr")
+    ideal = (np.asarray(read_periodic(open_field(ideal_path), origin, mean_cube.shape), np.float64)
+             if ideal_path.exists() else np.full(mean_cube.shape, np.nan))
     subs = load_subhalos(str(dark_base), snapshot, ["SubhaloPos", "SubhaloMass", "SubhaloGrNr"])
     groups = load_halos(str(dark_base), snapshot, ["GroupMass", "GroupFirstSub"])
     painted = np.argwhere(mean_cube > 0)
@@ -58,6 +68,7 @@ def galaxy_table(painted_dir: Path, truth_path: Path, dark_base: Path, snapshot:
     hosted = host >= 0
     group = subs["SubhaloGrNr"][host[hosted]]
     table = dict(P=p, T=np.bincount(galaxies, weights=truth[tuple(painted.T)]),
+                 E=np.bincount(galaxies, weights=ideal[tuple(painted.T)]),
                  s=drawn_galaxy_scatter(mean, sigma, galaxies, knots))
     return dict({k: v[hosted] for k, v in table.items()}, central=groups["GroupFirstSub"][group] == host[hosted],
                 log_group_mass=np.log10(groups["GroupMass"][group]))
@@ -96,17 +107,42 @@ def rank_rows(tables: list[dict], edges: list[int]) -> list[dict]:
 
 def central_satellite_rows(tables: list[dict]) -> list[dict]:
     """Per kind (central, satellite) and GROUP_MASS_EDGES bin: sum(T) / sum(P) pooled over the
-    tables (regions) and its range over them."""
+    tables (regions) and its range over them, and sum(P) / sum(E) pooled (NaN without E)."""
     rows = []
     for kind in ("central", "satellite"):
         for lo, hi in zip(GROUP_MASS_EDGES[:-1], GROUP_MASS_EDGES[1:]):
-            sums = np.array([[t[q][sel].sum() for q in ("T", "P")] for t in tables
+            sums = np.array([[t[q][sel].sum() for q in ("T", "P", "E")] for t in tables
                              for sel in [(t["central"] == (kind == "central")) & (t["log_group_mass"] >= lo)
                                          & (t["log_group_mass"] < hi)]])
             per_region = sums[sums[:, 1] > 0, 0] / sums[sums[:, 1] > 0, 1]
             if len(per_region):
                 rows.append(dict(kind=kind, log_group_mass=[lo, hi], ratio=float(sums[:, 0].sum() / sums[:, 1].sum()),
-                                 ratio_min=float(per_region.min()), ratio_max=float(per_region.max())))
+                                 ratio_min=float(per_region.min()), ratio_max=float(per_region.max()),
+                                 painted_over_floor=float(sums[:, 1].sum() / sums[:, 2].sum())))
+    return rows
+
+
+def floor_rows(tables: list[dict], edges: list[int]) -> list[dict]:
+    """Per bin [edges[i], edges[i+1]) of rank by E (the noise-free mean): log10(P / E) mean and
+    std over the galaxies with P, E > 0, sum(P) / sum(E) mean and std over the tables (regions),
+    and the std of log10(T / E) over those with T > 0; [] where no table holds E."""
+    tables = [t for t in tables if np.isfinite(t["E"]).all()]
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        log_pe, log_te, ratios = [], [], []
+        for t in tables:
+            idx = np.argsort(-t["E"])[lo:hi]
+            idx = idx[t["E"][idx] > 0]
+            if len(idx) == 0:
+                continue
+            ratios.append(t["P"][idx].sum() / t["E"][idx].sum())
+            log_pe.append(np.log10(t["P"][idx] / t["E"][idx]))
+            log_te.append(np.log10(t["T"][idx][t["T"][idx] > 0] / t["E"][idx][t["T"][idx] > 0]))
+        if ratios:
+            log_pe, log_te = np.concatenate(log_pe), np.concatenate(log_te)
+            rows.append(dict(ranks=[lo, hi], regions=len(ratios), log_pe_mean=float(log_pe.mean()),
+                             log_pe_std=float(log_pe.std()), ratio_mean=float(np.mean(ratios)),
+                             ratio_std=float(np.std(ratios)), log_te_std=float(log_te.std()), n=len(log_pe)))
     return rows
 
 
@@ -123,18 +159,24 @@ def main() -> None:
     tables = [galaxy_table(painted, truth, base, args.snapshot)
               for results, data in zip(args.folders[::2], args.folders[1::2])
               for _, painted, truth, base in regions(results, data, args.test)]
-    rows, split = rank_rows(tables, args.ranks), central_satellite_rows(tables)
+    rows, split, floor = rank_rows(tables, args.ranks), central_satellite_rows(tables), floor_rows(tables, args.ranks)
     print("ranks of painted mass | regions | sum T / sum P (mean +- std over regions) | z mean | z std | galaxies "
           "| median s [dex]")
     for r in rows:
         print(f"{r['ranks'][0]}-{r['ranks'][1]} | {r['regions']} | {r['ratio_mean']:.3f} +- {r['ratio_std']:.3f} | "
               f"{r['z_mean']:+.2f} | {r['z_std']:.2f} | {r['n']} | {r['median_scatter']:.3f}")
-    print("\nkind | log10 GroupMass | sum T / sum P (pooled) | range over regions")
+    print("\nkind | log10 GroupMass | sum T / sum P (pooled) | range over regions | sum P / sum E (pooled)")
     for r in split:
         print(f"{r['kind']} | {r['log_group_mass'][0]}-{r['log_group_mass'][1]} | {r['ratio']:.3f} | "
-              f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f}")
+              f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f} | {r['painted_over_floor']:.3f}")
+    if floor:
+        print("\nranks of noise-free mean E | regions | log10 P/E mean | log10 P/E std | sum P / sum E (mean +- std "
+              "over regions) | log10 T/E std | galaxies")
+    for r in floor:
+        print(f"{r['ranks'][0]}-{r['ranks'][1]} | {r['regions']} | {r['log_pe_mean']:+.3f} | {r['log_pe_std']:.3f} | "
+              f"{r['ratio_mean']:.3f} +- {r['ratio_std']:.3f} | {r['log_te_std']:.3f} | {r['n']}")
     if args.json:
-        args.json.write_text(json.dumps({"ranks": rows, "central_satellite": split}, indent=1))
+        args.json.write_text(json.dumps({"ranks": rows, "central_satellite": split, "floor": floor}, indent=1))
 
 
 if __name__ == "__main__":
