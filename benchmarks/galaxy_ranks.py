@@ -14,12 +14,12 @@ top ranks are the few galaxies that set the small-scale P(k) and B. A second tab
 the galaxies into centrals (hosted by their FoF group's first subhalo) and satellites and
 gives sum(T) / sum(P) per bin of the group's gravity-only GroupMass (pooled over regions,
 and the range over regions), and sum(P) / sum(E) (E below): what a painter does with the
-mass of one halo. A third table
-measures the galaxies' distance from the floor: E, the generator's noise-free mean (the
-mini-universe's `stellar_mass_ideal` field) in the same voxels, is the best any painter of
-means can paint; by rank of E (a ranking that does not select on the painter's errors) it
-gives log10(P / E) (mean, std over galaxies), sum(P) / sum(E) per region, and the truth's own
-log10(T / E) std (the intrinsic scatter a drawn painter adds). Usage (pairs of
+mass of one halo. A third table measures the galaxies' distance from the floor: E, the
+generator's noise-free mean (the mini-universe's `stellar_mass_ideal` field) in the same
+voxels, is the best any painter of means can paint; by rank of E (a ranking that does not
+select on the painter's errors) it gives log10(P / E) (mean, std over galaxies), sum(P) /
+sum(E) per region, and the truth's own log10(T / E) std (the intrinsic scatter a drawn
+painter adds). Usage (pairs of
 a results folder and its data folder, e.g. the seeds of benchmarks/seeds.py):
 
     python benchmarks/galaxy_ranks.py results data/mini [OUT/seed2000/results OUT/seed2000/data ...]
@@ -124,7 +124,7 @@ def central_satellite_rows(tables: list[dict]) -> list[dict]:
 
 def floor_rows(tables: list[dict], edges: list[int]) -> list[dict]:
     """Per bin [edges[i], edges[i+1]) of rank by E (the noise-free mean): log10(P / E) mean and
-    std over the galaxies with P, E > 0, sum(P) / sum(E) mean and std over the tables (regions),
+    std over the galaxies with E > 0, sum(P) / sum(E) mean and std over the tables (regions),
     and the std of log10(T / E) over those with T > 0; [] where no table holds E."""
     tables = [t for t in tables if np.isfinite(t["E"]).all()]
     rows = []
