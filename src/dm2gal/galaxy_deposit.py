@@ -58,7 +58,7 @@ def deposit(coords: np.ndarray, mean: np.ndarray, sigma: np.ndarray, hosts: np.n
         keys.append(local[inside])
         owner.append(hosted[inside])
         weight.append(share[inside].astype(np.float64))
-    lone = np.flatnonzero(host_of[galaxies] < 0)  # voxels of no host: galaxies of one voxel, kept in place
+    lone = np.flatnonzero(np.asarray(hosts) < 0)  # voxels of no host: galaxies of one voxel, kept in place
     keys, owner = np.concatenate([*keys, coords[lone]]), np.concatenate([*owner, galaxies[lone]])
     weight = np.concatenate([*weight, np.ones(len(lone))])
     weight = weight / np.bincount(owner, weights=weight, minlength=n_galaxies)[owner]  # inside the cube
