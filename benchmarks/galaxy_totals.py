@@ -1,0 +1,246 @@
+"""A painter of galaxy totals, measured: one network value per galaxy instead of one per voxel.
+
+The pipeline's network paints voxels, and a galaxy's mass is the sum over its CIC footprint,
+which the network smooths (docs/training.md, session 27: the centrals of massive groups come
+out 20-40 % heavy, their satellites 30 % light). This benchmark trains the same `small` CNN
+on another target and paints with it, so that the idea can be judged before it is built
+into the stages:
+
+- a sample is a gravity-only subhalo that hosts true stellar mass in the training box (the
+  voxels it hosts, `dm2gal.cic.host_subhalos`); its target is log10 of the truth summed over
+  those voxels, the galaxy's total [Msun/h];
+- the input is the 21^3 patch of the two input fields (normalised as the selected
+  checkpoint's) centred on the subhalo's voxel, plus a third channel holding the subhalo's own
+  standardised log10 SubhaloMass at the centre voxel (which of the nearby subhalos is asked
+  about), rotated as in training;
+- the head gives mu and sigma of log10 M*, fitted by the beta-NLL of `dm2gal.objective`;
+  draws are weighted by the count of their log10 SubhaloMass bin to the power -1/2 (an input,
+  so the optimum is unweighted); one-cycle learning rate;
+- galaxies in the validation and test cubes are left out; those in the calibration blocks
+  (`split/train.npz`) fit two numbers: a mass factor sum T / sum G and a scatter factor k
+  such that the drawn galaxies' expected sum of squared masses, sum G^2 exp((ln10 k sigma)^2),
+  equals the truth's sum T^2 (the shot noise the realisations must carry).
+
+With --write the held-out paintings of RESULTS (paint/universes/*/stellar_mass.zarr and
+stellar_mass_scatter.zarr) are overwritten: every galaxy of the voxel painting (its hosts,
+as the realisations group them) gets the predicted total, deposited by CIC at its subhalo
+(`dm2gal.galaxy_deposit.deposit`), and the scatter field the galaxy's k sigma (no galaxy
+scatter factor). Run it on a copy of a results folder, then rescore with Snakemake
+(`--rerun-triggers mtime`: the realisations, the statistics and metrics.json follow) and
+`benchmarks/galaxy_ranks.py` (the galaxies against the noise-free mean). With
+--train-universes, the whole boxes of more gridded mini-universes (RESULTS/fields/universes/NAME,
+their catalogues under DATA/universes/NAME) join the training galaxies. Usage:
+
+    python benchmarks/galaxy_totals.py COPY/results DATA [--steps 4000] [--seed 0]
+        [--train-universes heldout3 heldout4] [--write]
+"""
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from dm2gal.calibration import galaxy_groups
+from dm2gal.cic import cell_index, host_subhalos, wrap_positions
+from dm2gal.fields import open_field
+from dm2gal.galaxy_deposit import deposit
+from dm2gal.inference import input_scale, load_model
+from dm2gal.model import build_model, model_config
+from dm2gal.objective import gaussian_nll
+from dm2gal.sampler import PatchSource
+from dm2gal.split import Cube, read_cubes
+from dm2gal.tng import load_subhalos
+
+BATCH = 32
+LEARNING_RATE = 2e-3
+MASS_BINS = 30
+
+
+def subhalo_voxels(pos: np.ndarray, n: int, box: float) -> np.ndarray:
+    """(S, 3) int voxel of each subhalo position `pos` (S, 3) [Mpc/h] on the periodic n^3 grid."""
+    return cell_index(wrap_positions(pos, box), n, box)[0]
+
+
+def hosted_totals(truth: np.ndarray, subs: dict, n: int, box: float) -> dict[str, np.ndarray]:
+    """{index, voxel, log_sub_mass, T} of the gravity-only subhalos hosting true stellar mass
+    in the whole-box field `truth` (n^3) [Msun/h]: T (G,) the truth summed over the voxels each hosts."""
+    coords = np.argwhere(truth > 0)
+    hosts = host_subhalos(coords, (0, 0, 0), n, box, subs["SubhaloPos"], subs["SubhaloMass"])
+    ok = hosts >= 0
+    total = np.bincount(hosts[ok], weights=truth[tuple(coords[ok].T)], minlength=len(subs["SubhaloMass"]))
+    index = np.flatnonzero(total > 0)
+    return dict(index=index, voxel=subhalo_voxels(subs["SubhaloPos"][index], n, box),
+                log_sub_mass=np.log10(subs["SubhaloMass"][index]), T=total[index])
+
+
+class GalaxyPainter:
+    """The small CNN with a query channel: (mu, sigma) of log10 M* [dex] of the galaxy of the
+    subhalo at the centre of a patch; `standard` holds the target's and the query's mean and std."""
+
+    def __init__(self, seed: int):
+        torch.manual_seed(seed)
+        self.config = dict(model_config("small", outputs=2), in_channels=3)
+        self.net = build_model(self.config)
+        self.centre = self.config["patch"] // 2
+        self.standard = {}
+
+    def inputs(self, source: PatchSource, voxels: np.ndarray, log_sub_mass: np.ndarray, rotations=None) -> torch.Tensor:
+        """(B, 3, P, P, P) patches at `voxels` (B, 3) with the query channel."""
+        x = source.cut(torch.as_tensor(voxels), rotations, self.config["patch"]).float()
+        query = torch.zeros((len(x), 1) + tuple(x.shape[2:]))
+        c = self.centre
+        query[:, 0, c, c, c] = torch.as_tensor((log_sub_mass - self.standard["query_mean"]) / self.standard["query_std"],
+                                               dtype=torch.float32)
+        return torch.cat([x, query], 1)
+
+    def fit(self, source: PatchSource, galaxies: dict, steps: int, seed: int) -> list[float]:
+        """Train on `galaxies` (hosted_totals); returns the running loss every 500 steps."""
+        y, lsm = np.log10(galaxies["T"]), galaxies["log_sub_mass"]
+        self.standard = dict(target_mean=y.mean(), target_std=y.std(), query_mean=lsm.mean(), query_std=lsm.std())
+        counts, edges = np.histogram(lsm, bins=MASS_BINS)
+        p = counts[np.clip(np.digitize(lsm, edges) - 1, 0, MASS_BINS - 1)] ** -0.5
+        p /= p.sum()
+        target = torch.as_tensor((y - y.mean()) / y.std(), dtype=torch.float32)
+        rng = np.random.default_rng(seed)
+        opt = torch.optim.AdamW(self.net.parameters(), lr=LEARNING_RATE, weight_decay=1e-5)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LEARNING_RATE, total_steps=steps)
+        self.net.train()
+        running, history = 0.0, []
+        for step in range(steps):
+            i = rng.choice(len(y), BATCH, p=p)
+            out = self.net(self.inputs(source, galaxies["voxel"][i], lsm[i], torch.as_tensor(rng.integers(0, 24, BATCH))))
+            loss = gaussian_nll(out, target[i], 0.5).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            schedule.step()
+            running = 0.98 * running + 0.02 * loss.item()
+            if (step + 1) % 500 == 0:
+                history.append(round(running, 4))
+        self.net.eval()
+        return history
+
+    @torch.no_grad()
+    def predict(self, source: PatchSource, voxels: np.ndarray, log_sub_mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(G,) log-normal mean mass [Msun/h] and sigma [dex] of the galaxies at `voxels`."""
+        out = np.concatenate([self.net(self.inputs(source, voxels[a:a + 1024], log_sub_mass[a:a + 1024])).numpy()
+                              for a in range(0, len(voxels), 1024)])
+        s = self.standard
+        mu = out[:, 0] * s["target_std"] + s["target_mean"]
+        sigma = np.exp(np.clip(out[:, 1], -7.0, 3.0)) * s["target_std"]
+        return 10.0 ** (mu + 0.5 * math.log(10.0) * sigma ** 2), sigma
+
+
+def scatter_factor(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray) -> float:
+    """k such that sum mean^2 exp((ln10 k sigma)^2) = sum truth^2 (0 where the means alone exceed it)."""
+    target, lo, hi = (truth ** 2).sum(), 0.0, 4.0
+    for _ in range(60):
+        k = 0.5 * (lo + hi)
+        lo, hi = (lo, k) if (mean ** 2 * np.exp((math.log(10.0) * k * sigma) ** 2)).sum() > target else (k, hi)
+    return 0.5 * (lo + hi)
+
+
+def input_source(fields: list[Path], norm: dict) -> PatchSource:
+    """The two input fields of each run's `fields` folder (box b: rows b n to (b + 1) n of the
+    stacked grid), normalised as the checkpoint's `norm`."""
+    boxes = [[open_field(f / f"dark/{name}.zarr") for name in ("dm_mass", "subhalo_mass")] for f in fields]
+    return PatchSource.from_boxes(boxes, norm["input_mean"], norm["input_std"], device="cpu", scale=input_scale(norm))
+
+
+def whole_box_galaxies(results: Path, data: Path, names: list[str], n: int, box: float, snapshot: int) -> list[dict]:
+    """hosted_totals of the universes `names` (results/fields/universes/NAME, gridded, and
+    data/universes/NAME/dark/output): more training boxes, every galaxy of each a sample."""
+    out = []
+    for name in names:
+        truth = np.asarray(open_field(results / "fields/universes" / name / "hydro/stellar_mass.zarr")[...], np.float64)
+        subs = load_subhalos(str(data / "universes" / name / "dark/output"), snapshot, ["SubhaloPos", "SubhaloMass"])
+        out.append(hosted_totals(truth, subs, n, box))
+    return out
+
+
+def write_painting(painted: Path, painter: GalaxyPainter, source: PatchSource, subs: dict, mass_factor: float,
+                   k: float, n: int, box: float) -> dict:
+    """Overwrite the voxel painting in `painted` with its galaxies' predicted totals deposited at
+    their subhalos (module docstring); returns the galaxy count and the painted mass ratio new / old."""
+    field_path, scatter_path = painted / "stellar_mass.zarr", painted / "stellar_mass_scatter.zarr"
+    mean_cube = np.asarray(open_field(field_path)[...])
+    coords = np.argwhere(mean_cube > 0)
+    mean = mean_cube[tuple(coords.T)].astype(np.float64)
+    hosts = host_subhalos(coords, (0, 0, 0), n, box, subs["SubhaloPos"], subs["SubhaloMass"])
+    galaxies = galaxy_groups(hosts)
+    host_of = np.full(galaxies.max() + 1, -1)
+    host_of[galaxies] = hosts
+    hosted = np.flatnonzero(host_of >= 0)
+    total, sigma = painter.predict(source, subhalo_voxels(subs["SubhaloPos"][host_of[hosted]], n, box),
+                                   np.log10(subs["SubhaloMass"][host_of[hosted]]))
+    factor, galaxy_sigma = np.ones(len(host_of)), np.zeros(len(host_of))
+    factor[hosted] = mass_factor * total / np.bincount(galaxies, weights=mean)[hosted]
+    galaxy_sigma[hosted] = k * sigma
+    voxel_sigma = np.where(hosts >= 0, galaxy_sigma[galaxies], np.asarray(open_field(scatter_path)[...])[tuple(coords.T)])
+    keys, mass, scatter = deposit(coords, mean * factor[galaxies], voxel_sigma, hosts, subs["SubhaloPos"],
+                                  (0, 0, 0), n, box, n)
+    new_mean, new_scatter = np.zeros_like(mean_cube), np.zeros_like(mean_cube)
+    new_mean[tuple(keys.T)], new_scatter[tuple(keys.T)] = mass, scatter
+    zarr.open_array(str(field_path), mode="r+")[...] = new_mean
+    out = zarr.open_array(str(scatter_path), mode="r+")
+    out[...] = new_scatter
+    out.attrs.update(galaxy_scatter_log10_mass=[], galaxy_scatter_factor=[], painted_by="benchmarks/galaxy_totals.py")
+    for path in (field_path, scatter_path):  # Snakemake's mtime trigger reruns what reads them
+        os.utime(path)
+        if (path / ".snakemake_timestamp").exists():
+            os.utime(path / ".snakemake_timestamp")
+    return dict(galaxies=int(len(hosted)), mass_new_over_old=float(new_mean.sum() / mean_cube.sum()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", type=Path)
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--snapshot", type=int, default=99)
+    ap.add_argument("--train-universes", nargs="*", default=[],
+                    help="gridded universes under RESULTS/fields/universes whose whole boxes also train")
+    ap.add_argument("--write", action="store_true", help="overwrite the held-out paintings (use a copy)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    _, norm = load_model(args.results / "select" / "best.ckpt")
+    truth_field = open_field(args.results / "fields/hydro/stellar_mass.zarr")
+    n, box = int(truth_field.attrs["n_grid"]), float(truth_field.attrs["box_size"])
+    subs = load_subhalos(str(args.data / "dark/output"), args.snapshot, ["SubhaloPos", "SubhaloMass"])
+    galaxies = hosted_totals(np.asarray(truth_field[...], np.float64), subs, n, box)
+    cubes = read_cubes(args.results / "split/cubes.json")
+    held = cubes.validation.contains(galaxies["voxel"], n) | cubes.test.contains(galaxies["voxel"], n)
+    blocks = np.load(args.results / "split/train.npz")["calibration_blocks"]
+    if not len(blocks):
+        raise SystemExit("the split has no calibration blocks (split.calibration.fraction 0): nothing to calibrate on")
+    calibration = np.any([Cube(tuple(b[:3]), int(b[3])).contains(galaxies["voxel"], n) for b in blocks], axis=0) & ~held
+    extra = whole_box_galaxies(args.results, args.data, args.train_universes, n, box, args.snapshot)
+    for b, more in enumerate(extra, start=1):
+        more["voxel"][:, 0] += b * n  # box b of the stacked source
+    train = {k: np.concatenate([v[~held & ~calibration]] + [more[k] for more in extra]) for k, v in galaxies.items()}
+    calib = {k: v[calibration] for k, v in galaxies.items()}
+    source = input_source([args.results / "fields"] + [args.results / "fields/universes" / u for u in args.train_universes], norm)
+    painter = GalaxyPainter(args.seed)
+    history = painter.fit(source, train, args.steps, args.seed)
+    total, sigma = painter.predict(source, calib["voxel"], calib["log_sub_mass"])
+    mass_factor = float(calib["T"].sum() / total.sum())
+    k = scatter_factor(mass_factor * total, sigma, calib["T"])
+    report = dict(training_galaxies=len(train["T"]), calibration_galaxies=len(calib["T"]), loss_every_500=history,
+                  mass_factor=mass_factor, scatter_factor=k)
+    if args.write:
+        for painted in sorted((args.results / "paint/universes").iterdir()):
+            base = args.data / "universes" / painted.name / "dark/output"
+            universe_subs = load_subhalos(str(base), args.snapshot, ["SubhaloPos", "SubhaloMass"])
+            universe_source = input_source([args.results / "fields/universes" / painted.name], norm)
+            report[painted.name] = write_painting(painted, painter, universe_source, universe_subs, mass_factor, k, n, box)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
