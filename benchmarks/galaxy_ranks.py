@@ -137,7 +137,8 @@ def floor_rows(tables: list[dict], edges: list[int]) -> list[dict]:
                 continue
             ratios.append(t["P"][idx].sum() / t["E"][idx].sum())
             log_pe.append(np.log10(t["P"][idx] / t["E"][idx]))
-            log_te.append(np.log10(t["T"][idx][t["T"][idx] > 0] / t["E"][idx][t["T"][idx] > 0]))
+            drawn = idx[t["T"][idx] > 0]
+            log_te.append(np.log10(t["T"][drawn] / t["E"][drawn]))
         if ratios:
             log_pe, log_te = np.concatenate(log_pe), np.concatenate(log_te)
             rows.append(dict(ranks=[lo, hi], regions=len(ratios), log_pe_mean=float(log_pe.mean()),

@@ -105,7 +105,7 @@ class GalaxyPainter:
         counts, edges = np.histogram(lsm, bins=MASS_BINS)
         p = counts[np.clip(np.digitize(lsm, edges) - 1, 0, MASS_BINS - 1)] ** -0.5
         p /= p.sum()
-        target = torch.as_tensor((y - y.mean()) / y.std(), dtype=torch.float32)
+        target = torch.as_tensor((y - self.standard["target_mean"]) / self.standard["target_std"], dtype=torch.float32)
         rng = np.random.default_rng(seed)
         opt = torch.optim.AdamW(self.net.parameters(), lr=LEARNING_RATE, weight_decay=1e-5)
         schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LEARNING_RATE, total_steps=steps)
