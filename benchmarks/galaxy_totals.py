@@ -58,6 +58,7 @@ from dm2gal.calibration import galaxy_groups
 from dm2gal.cic import cell_index, deposit_cube, host_subhalos, wrap_positions
 from dm2gal.fields import open_field
 from dm2gal.galaxy_deposit import deposit
+from dm2gal.ideal import draw_masses
 from dm2gal.inference import input_scale, load_model
 from dm2gal.model import build_model, model_config
 from dm2gal.objective import gaussian_nll
@@ -292,13 +293,12 @@ def write_catalogue_painting(painted: Path, painter: GalaxyPainter, source: Patc
 def write_galaxy_draws(painted: Path, pos: np.ndarray, mass: np.ndarray, sigma: np.ndarray, n: int, box: float) -> None:
     """Overwrite the realisations in `painted` (realisation_*.zarr) with the galaxies at `pos`
     (S, 3) [Mpc/h] drawn one by one, as the ideal painter draws (`dm2gal.ideal.draw_masses`,
-    here with each galaxy's own sigma (S,) [dex] about its mean `mass` (S,) [Msun/h]), deposited
+    each galaxy with its own sigma (S,) [dex] about its mean `mass` (S,) [Msun/h]), deposited
     with the painting's mass assignment; touched after the painting, so that Snakemake keeps them."""
     paths = sorted(painted.glob("realisation_*.zarr"), key=lambda p: int(p.stem.split("_")[1]))
     for path, child in zip(paths, np.random.SeedSequence(20261206).spawn(len(paths))):
-        drawn = mass * 10.0 ** (sigma * np.random.default_rng(child).standard_normal(len(mass))
-                                - 0.5 * math.log(10.0) * sigma ** 2)
         out = zarr.open_array(str(path), mode="r+")
+        drawn = draw_masses(mass, sigma, np.random.default_rng(child))
         out[...] = deposit_cube(pos, drawn, box, n, (0, 0, 0), n, mas=out.attrs["mas"])
         out.attrs.update(drawn="one z per gravity-only subhalo, deposited by CIC (benchmarks/galaxy_totals.py)")
         touch(path)

@@ -26,9 +26,9 @@ from .tng import load_subhalos
 log = logging.getLogger("dm2gal.ideal")
 
 
-def draw_masses(mean: np.ndarray, scatter_dex: float, rng: np.random.Generator) -> np.ndarray:
+def draw_masses(mean: np.ndarray, scatter_dex, rng: np.random.Generator) -> np.ndarray:
     """(N,) stellar masses [Msun/h] drawn from log-normals of mean `mean` (N,) [Msun/h] and
-    log10 scatter `scatter_dex`, one independent draw per galaxy."""
+    log10 scatter `scatter_dex` [dex] (one for all, or (N,)), one independent draw per galaxy."""
     z = rng.standard_normal(len(mean))
     return np.asarray(mean, np.float64) * 10.0 ** (scatter_dex * z - 0.5 * math.log(10.0) * scatter_dex ** 2)
 
