@@ -6,9 +6,12 @@ prints from each metrics.json a row for the test cube and one for the mean over 
 universes (mean |log10(X/T)| of P(k), B and the PDF, |r(k) - 1| at stats.r_at_k, |total
 painted stellar mass / true - 1|, P(k) below and above stats.k_split, for dm2gal and the HOD,
 and who wins P, B and the two scales of P by the pipeline's verdicts), then the mean and
-standard deviation over seeds. Usage (from the repository root):
+standard deviation over seeds, then the differences from the HOD paired by seed (mean +- std
+over seeds, and the seeds where dm2gal is closer; --hod-from takes the HOD of other seed
+folders, e.g. one fitted on more training boxes). Usage (from the repository root):
 
     python benchmarks/seeds.py OUT 1234 2000 3000 4000 5000 [--cores 2] [--config key=value ...] [--table-only]
+        [--hod-from OTHER_OUT]
 """
 
 import argparse
@@ -82,6 +85,32 @@ def table(metrics: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
+def paired(metrics: dict[int, dict], hod: dict[int, dict]) -> str:
+    """Per region, model (the mean field, the realisations) and JUDGED statistic: the mean and
+    standard deviation over seeds (ddof 1) of the paired difference model - HOD of mean
+    |log10(X/T)|, and the seeds where the model is closer; the HOD's scores come from `hod`."""
+    lines = ["region | model | " + " | ".join(f"{s}: model - HOD (closer)" for s in JUDGED),
+             "|".join(["---"] * (len(JUDGED) + 2))]
+    for region in REGIONS:
+        for model in ("dm2gal", "dm2gal_realisations"):
+            cells = []
+            for stat in JUDGED:
+                if any(stat not in m["scores"] for m in (*metrics.values(), *hod.values())):
+                    cells.append("n/a")  # metrics.json from before stats.k_split
+                    continue
+                d = np.array([metrics[s]["scores"][stat][model]["mean_abs_log10"][region]
+                              - hod[s]["scores"][stat]["hod"]["mean_abs_log10"][region] for s in metrics])
+                spread = np.std(d, ddof=1) if len(d) > 1 else 0.0
+                cells.append(f"{d.mean():+.3f} +- {spread:.3f} ({int((d < 0).sum())}/{len(d)})")
+            lines.append(f"{region} | {model} | " + " | ".join(cells))
+    return "\n".join(lines)
+
+
+def read_metrics(out: Path, seeds: list[int]) -> dict[int, dict]:
+    """The metrics.json of OUT/seedS/results for each seed."""
+    return {seed: json.loads((out / f"seed{seed}" / "results" / "metrics.json").read_text()) for seed in seeds}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
@@ -89,16 +118,19 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--config", nargs="*", default=[], help="extra snakemake --config key=value pairs")
     ap.add_argument("--table-only", action="store_true", help="tabulate the seeds' existing metrics.json")
+    ap.add_argument("--hod-from", type=Path,
+                    help="pair with the HOD of these seed folders instead (e.g. one fitted on more boxes)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    metrics = {}
-    for seed in args.seeds:
-        if args.table_only:
-            metrics[seed] = json.loads((args.out / f"seed{seed}" / "results" / "metrics.json").read_text())
-            continue
-        metrics[seed], seconds = run_seed(args.out, seed, args.cores, args.config)
-        print(f"seed {seed}: {seconds:.0f} s", flush=True)
-    text = table(metrics)
+    if args.table_only:
+        metrics = read_metrics(args.out, args.seeds)
+    else:
+        metrics = {}
+        for seed in args.seeds:
+            metrics[seed], seconds = run_seed(args.out, seed, args.cores, args.config)
+            print(f"seed {seed}: {seconds:.0f} s", flush=True)
+    hod = read_metrics(args.hod_from, args.seeds) if args.hod_from else metrics
+    text = table(metrics) + "\n\n" + paired(metrics, hod)
     print(text)
     (args.out / "seeds.md").write_text(text + "\n")
 
