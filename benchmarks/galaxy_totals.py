@@ -52,8 +52,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
-from scipy.spatial import cKDTree
 
+from dm2gal.acquire.synthetic.fof import periodic_tree, wrap
 from dm2gal.calibration import galaxy_groups
 from dm2gal.cic import cell_index, deposit_cube, host_subhalos, wrap_positions
 from dm2gal.fields import open_field
@@ -188,27 +188,6 @@ def input_source(fields: list[Path], norm: dict) -> PatchSource:
     return PatchSource.from_boxes(boxes, norm["input_mean"], norm["input_std"], device="cpu", scale=input_scale(norm))
 
 
-def whole_box_galaxies(results: Path, data: Path, names: list[str], n: int, box: float, snapshot: int,
-                       query: str, target: str) -> list[dict]:
-    """hosted_totals of the universes `names` (results/fields/universes/NAME, gridded, and
-    data/universes/NAME/dark/output): more training boxes, every galaxy of each a sample."""
-    out = []
-    for name in names:
-        subs = load_catalogue(data / "universes" / name / "dark/output", snapshot)
-        if target == "catalogue":
-            out.append(matched_totals(data / "universes" / name / "hydro/output", snapshot, subs, n, box, query))
-        else:
-            truth = np.asarray(open_field(results / "fields/universes" / name / "hydro/stellar_mass.zarr")[...], np.float64)
-            out.append(hosted_totals(truth, subs, n, box, query))
-    return out
-
-
-def in_box(pos: np.ndarray, box: float) -> np.ndarray:
-    """Positions (N, 3) [Mpc/h] wrapped into [0, box) in float64 (cKDTree's periodic box)."""
-    wrapped = np.mod(np.asarray(pos, np.float64), box)
-    return np.where(wrapped >= box, 0.0, wrapped)
-
-
 def matched_totals(hydro_base: Path, snapshot: int, subs: dict, n: int, box: float,
                    query: str) -> dict[str, np.ndarray]:
     """hosted_totals' fields, T (G,) now the stellar mass [Msun/h] of the hydro subhalos whose
@@ -216,12 +195,22 @@ def matched_totals(hydro_base: Path, snapshot: int, subs: dict, n: int, box: flo
     mini-universe (hydro galaxies sit 0.02 Mpc/h from their twins); TNG publishes its own
     (SubhaloMatchingToDark)."""
     hydro = load_subhalos(str(hydro_base), snapshot, ["SubhaloPos", "SubhaloMassType"])
-    tree = cKDTree(in_box(subs["SubhaloPos"], box), boxsize=box)
-    twin = tree.query(in_box(hydro["SubhaloPos"], box))[1]
+    tree = periodic_tree(wrap(np.array(subs["SubhaloPos"], np.float64), box), box)
+    twin = tree.query(wrap(np.array(hydro["SubhaloPos"], np.float64), box))[1]
     total = np.bincount(twin, weights=hydro["SubhaloMassType"][:, 4], minlength=len(subs["SubhaloMass"]))
     index = np.flatnonzero(total > 0)
     return dict(index=index, voxel=subhalo_voxels(subs["SubhaloPos"][index], n, box),
                 query=query_features(subs, index, query), T=total[index])
+
+
+def box_galaxies(truth_path: Path, data: Path, snapshot: int, n: int, box: float, query: str,
+                 target: str) -> dict[str, np.ndarray]:
+    """The galaxy samples of one box (`hosted_totals` of the gridded truth at `truth_path`, or
+    `matched_totals`), from the catalogues under `data` (dark/output, hydro/output)."""
+    subs = load_catalogue(data / "dark/output", snapshot)
+    if target == "catalogue":
+        return matched_totals(data / "hydro/output", snapshot, subs, n, box, query)
+    return hosted_totals(np.asarray(open_field(truth_path)[...], np.float64), subs, n, box, query)
 
 
 def touch(path: Path) -> None:
@@ -327,24 +316,22 @@ def main() -> None:
     _, norm = load_model(args.results / "select" / "best.ckpt")
     truth_field = open_field(args.results / "fields/hydro/stellar_mass.zarr")
     n, box = int(truth_field.attrs["n_grid"]), float(truth_field.attrs["box_size"])
-    subs = load_catalogue(args.data / "dark/output", args.snapshot)
-    if args.target == "catalogue":
-        galaxies = matched_totals(args.data / "hydro/output", args.snapshot, subs, n, box, args.query)
-    else:
-        galaxies = hosted_totals(np.asarray(truth_field[...], np.float64), subs, n, box, args.query)
+    galaxies = box_galaxies(args.results / "fields/hydro/stellar_mass.zarr", args.data, args.snapshot, n, box,
+                            args.query, args.target)
     cubes = read_cubes(args.results / "split/cubes.json")
     held = cubes.validation.contains(galaxies["voxel"], n) | cubes.test.contains(galaxies["voxel"], n)
     blocks = np.load(args.results / "split/train.npz")["calibration_blocks"]
     if not len(blocks):
         raise SystemExit("the split has no calibration blocks (split.calibration.fraction 0): nothing to calibrate on")
     calibration = np.any([Cube(tuple(b[:3]), int(b[3])).contains(galaxies["voxel"], n) for b in blocks], axis=0) & ~held
-    extra = whole_box_galaxies(args.results, args.data, args.train_universes, n, box, args.snapshot, args.query,
-                               args.target)
+    universes = [args.results / "fields/universes" / u for u in args.train_universes]
+    extra = [box_galaxies(fields / "hydro/stellar_mass.zarr", args.data / "universes" / fields.name, args.snapshot, n,
+                          box, args.query, args.target) for fields in universes]
     for b, more in enumerate(extra, start=1):
         more["voxel"][:, 0] += b * n  # box b of the stacked source
     train = {k: np.concatenate([v[~held & ~calibration]] + [more[k] for more in extra]) for k, v in galaxies.items()}
     calib = {k: v[calibration] for k, v in galaxies.items()}
-    source = input_source([args.results / "fields"] + [args.results / "fields/universes" / u for u in args.train_universes], norm)
+    source = input_source([args.results / "fields", *universes], norm)
     painter = GalaxyPainter(args.seed, args.query)
     history = painter.fit(source, train, args.steps, args.seed)
     total, sigma = painter.predict(source, calib["voxel"], calib["query"])
