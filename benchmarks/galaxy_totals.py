@@ -3,8 +3,9 @@
 The pipeline's network paints voxels, and a galaxy's mass is the sum over its CIC footprint,
 which the network smooths (docs/training.md, session 27: the centrals of massive groups come
 out 20-40 % heavy, their satellites 30 % light). This benchmark trains the same `small` CNN
-on another target and paints with it, so that the idea can be judged before it is built
-into the stages:
+on another target and paints with it, so that the idea could be judged before it was built
+into the stages (it now is: `train.target: galaxies`, `dm2gal.galaxy_samples`,
+`dm2gal.paint_galaxies`; this benchmark keeps the variants measured in sessions 28 and 29):
 
 - a sample is a gravity-only subhalo of the training box with a galaxy. `--target voxels`:
   the subhalo hosts true stellar mass (the voxels it hosts, `dm2gal.cic.host_subhalos`), and
@@ -53,10 +54,11 @@ import numpy as np
 import torch
 import zarr
 
-from dm2gal.acquire.synthetic.fof import periodic_tree, wrap
 from dm2gal.calibration import galaxy_groups
-from dm2gal.cic import cell_index, deposit_cube, host_subhalos, wrap_positions
+from dm2gal.cic import deposit_cube, host_subhalos
 from dm2gal.fields import open_field
+from dm2gal.galaxy_samples import QUERIES, load_dark_catalogue, matched_masses, subhalo_voxels
+from dm2gal.galaxy_samples import query_features as catalogue_query
 from dm2gal.galaxy_deposit import deposit
 from dm2gal.ideal import draw_masses
 from dm2gal.inference import input_scale, load_model
@@ -64,39 +66,17 @@ from dm2gal.model import build_model, model_config
 from dm2gal.objective import gaussian_nll
 from dm2gal.sampler import PatchSource
 from dm2gal.split import Cube, read_cubes
-from dm2gal.tng import load_halos, load_subhalos
+from dm2gal.tng import load_subhalos
 
 BATCH = 32
 LEARNING_RATE = 2e-3
 MASS_BINS = 30
 
 
-def subhalo_voxels(pos: np.ndarray, n: int, box: float) -> np.ndarray:
-    """(S, 3) int voxel of each subhalo position `pos` (S, 3) [Mpc/h] on the periodic n^3 grid."""
-    return cell_index(wrap_positions(pos, box), n, box)[0]
-
-
-QUERIES = {"subhalo": 1, "group": 3}
-CATALOGUE = (["SubhaloPos", "SubhaloMass", "SubhaloGrNr"], ["GroupMass", "GroupFirstSub"])
-
-
-def load_catalogue(base: Path, snapshot: int) -> dict:
-    """The gravity-only subhalo fields CATALOGUE[0], with their group's GroupMass and central flag."""
-    subs = load_subhalos(str(base), snapshot, CATALOGUE[0])
-    halos = load_halos(str(base), snapshot, CATALOGUE[1])
-    subs["GroupMass"] = halos["GroupMass"][subs["SubhaloGrNr"]]
-    subs["central"] = np.zeros(len(subs["SubhaloMass"]))
-    subs["central"][halos["GroupFirstSub"][halos["GroupFirstSub"] >= 0]] = 1.0
-    return subs
-
-
 def query_features(subs: dict, index: np.ndarray, query: str) -> np.ndarray:
-    """(G, Q) what the network is told about the subhalos `index`: log10 SubhaloMass [Msun/h]
-    ("subhalo"), and its group's log10 GroupMass and the central flag ("group")."""
-    columns = [np.log10(subs["SubhaloMass"][index])]
-    if query == "group":
-        columns += [np.log10(subs["GroupMass"][index]), subs["central"][index]]
-    return np.stack(columns, 1)
+    """(G, Q) what the network is told about the subhalos `index` (`dm2gal.galaxy_samples.query_features`):
+    log10 SubhaloMass [Msun/h] ("subhalo"), and its group's log10 GroupMass and the central flag ("group")."""
+    return catalogue_query(subs)[index, :QUERIES[query]]
 
 
 def hosted_totals(truth: np.ndarray, subs: dict, n: int, box: float, query: str) -> dict[str, np.ndarray]:
@@ -195,9 +175,7 @@ def matched_totals(hydro_base: Path, snapshot: int, subs: dict, n: int, box: flo
     mini-universe (hydro galaxies sit 0.02 Mpc/h from their twins); TNG publishes its own
     (SubhaloMatchingToDark)."""
     hydro = load_subhalos(str(hydro_base), snapshot, ["SubhaloPos", "SubhaloMassType"])
-    tree = periodic_tree(wrap(np.array(subs["SubhaloPos"], np.float64), box), box)
-    twin = tree.query(wrap(np.array(hydro["SubhaloPos"], np.float64), box))[1]
-    total = np.bincount(twin, weights=hydro["SubhaloMassType"][:, 4], minlength=len(subs["SubhaloMass"]))
+    (total,), _ = matched_masses(subs["SubhaloPos"], hydro["SubhaloPos"], [hydro["SubhaloMassType"][:, 4]], box)
     index = np.flatnonzero(total > 0)
     return dict(index=index, voxel=subhalo_voxels(subs["SubhaloPos"][index], n, box),
                 query=query_features(subs, index, query), T=total[index])
@@ -207,7 +185,7 @@ def box_galaxies(truth_path: Path, data: Path, snapshot: int, n: int, box: float
                  target: str) -> dict[str, np.ndarray]:
     """The galaxy samples of one box (`hosted_totals` of the gridded truth at `truth_path`, or
     `matched_totals`), from the catalogues under `data` (dark/output, hydro/output)."""
-    subs = load_catalogue(data / "dark/output", snapshot)
+    subs = load_dark_catalogue(data / "dark/output", snapshot)
     if target == "catalogue":
         return matched_totals(data / "hydro/output", snapshot, subs, n, box, query)
     return hosted_totals(np.asarray(open_field(truth_path)[...], np.float64), subs, n, box, query)
@@ -342,7 +320,7 @@ def main() -> None:
     if args.write:
         for painted in sorted((args.results / "paint/universes").iterdir()):
             base = args.data / "universes" / painted.name / "dark/output"
-            universe_subs = load_catalogue(base, args.snapshot)
+            universe_subs = load_dark_catalogue(base, args.snapshot)
             universe_source = input_source([args.results / "fields/universes" / painted.name], norm)
             if args.target == "catalogue":
                 report[painted.name] = write_catalogue_painting(painted, painter, universe_source, universe_subs,

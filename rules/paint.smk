@@ -194,6 +194,7 @@ rule paint_realisations:
     input:
         field=results("paint", "{painted}", "stellar_mass.zarr"),
         scatter=results("paint", "{painted}", "stellar_mass_scatter.zarr"),
+        catalogue=results("paint", "{painted}", "catalogue.hdf5"),  # the galaxy painter's galaxies
         dark=lambda w: dark_catalogue_input(painted_universe(w.painted)),
     output:
         [directory(results("paint", "{painted}", f"realisation_{i}.zarr")) for i in range(PAINT["realisations"])],

@@ -1,6 +1,8 @@
 # The split stage (see docs/pipeline.md): the validation and test cubes with a report
 # of each, the training voxels (stellar mass above a threshold outside both cubes),
-# their sampling weights and the input normalisation statistics.
+# their sampling weights and the input normalisation statistics; and the galaxy
+# painter's samples (every gravity-only subhalo, its query and matched hydro galaxy,
+# dm2gal.galaxy_samples), assigned to the same cubes and calibration blocks.
 
 SPLIT_PARAMS = {key: value for key, value in config["split"].items() if key not in SPLIT_REPORT_KEYS}
 """What the split computes with: not split.halo_mass_field, which only labels the cubes' "most
@@ -17,13 +19,17 @@ rule split:
         extra_dm=training_universe_fields("dark", "dm_mass"),
         extra_subhalo=training_universe_fields("dark", "subhalo_mass"),
         extra_stellar=training_universe_fields("hydro", "stellar_mass"),
+        extra_catalogues=[f for u in TRAINING_UNIVERSES for sim in tng.SIMS for f in acquired_input(u, sim)],
     output:
         cubes=results("split", "cubes.json"),
         train=results("split", "train.npz"),
+        galaxies=results("split", "galaxies.npz"),
     params:
         split=SPLIT_PARAMS,
         dark_base=sim_base("dark"),
         hydro_base=sim_base("hydro"),
+        extra_runs=[(universe_base(u, "dark"), universe_base(u, "hydro"), universe_snapshot(u))
+                    for u in TRAINING_UNIVERSES],
         snapshot=SNAPSHOT,
         seed=stage_seed("split"),
     log:

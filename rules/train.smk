@@ -28,6 +28,7 @@ rule train:
         stellar=results("fields", "hydro", "stellar_mass.zarr"),
         cubes=results("split", "cubes.json"),
         split=results("split", "train.npz"),
+        galaxies=results("split", "galaxies.npz"),
         occupancy=results("paint", "test", "occupancy.json"),
         dark=dark_catalogue_input("test"),  # groups the calibration voxels into galaxies
         extra_dm=training_universe_fields("dark", "dm_mass"),
@@ -42,6 +43,7 @@ rule train:
         point=lambda w: TRAIN_POINTS[w.point],
         model=config["model"],
         train=TRAIN_PARAMS,
+        weights={key: config["split"][key] for key in ("weight_bins", "weight_power")},  # the galaxy painter's draws
         selection={key: config["stats"][key] for key in ("mas", "k_range")},
         seed=stage_seed("train"),
         dark_base=sim_base("dark"),

@@ -5,4 +5,4 @@ from dm2gal.realisations import write_realisations
 
 log_to_file(snakemake.log[0])
 i, p = snakemake.input, snakemake.params
-write_realisations(list(snakemake.output), i.field, i.scatter, p.base, p.snapshot, p.seed)
+write_realisations(list(snakemake.output), i.field, i.scatter, p.base, p.snapshot, p.seed, i.catalogue)

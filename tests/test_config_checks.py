@@ -39,6 +39,14 @@ CASES = {
         dict(model={"preset": "paper"}),
         "model.patch: the paper network's 65^3 patch is larger than the 64^3 grid (grid.n_grid); "
         "patch sizes that fit this network and grid: [49, 57]"),
+    "galaxy painter with the paper's objective": (
+        dict(train={"objective": "paper"}),
+        "train.objective: 'paper' is the voxel painter's (the paper's); the galaxy painter (train.target galaxies) "
+        "needs 'unbiased', or set train.target: voxels"),
+    "galaxy painter in slab jobs": (
+        dict(paint={"slabs": 2}),
+        "paint.slabs: 2 slab jobs are the voxel painter's; the galaxy painter (train.target galaxies) paints a "
+        "box's catalogue in one job: set paint.slabs: 1"),
     "k range beyond Nyquist": (
         dict(stats={"k_range": [0.5, 20.0]}),
         "stats.k_range: [0.5, 20] h/Mpc must have k_min < k_max, with k_max between 0.619 and 8.04 h/Mpc, "

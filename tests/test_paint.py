@@ -375,7 +375,7 @@ def test_a_large_extra_run_is_planned_as_slab_jobs(tmp_path, repo):
     over = tmp_path / "slabs.yaml"
     over.write_text(f"results_dir: {tmp_path}/results\ndata_dir: {tmp_path}/data\n"
                     f"extra_runs: [{{name: big, base: {tmp_path}/data/dark/output}}]\n"
-                    "paint: {slabs: 4}\ngrid: {n_grid: 256}\n")
+                    "paint: {slabs: 4}\ngrid: {n_grid: 256}\ntrain: {target: voxels}\n")  # slabs: the voxel painter
     snakemake = str(Path(sys.executable).parent / "snakemake")
     proc = subprocess.run([snakemake, "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "--configfile",
                            str(repo / "config.yaml"), str(over), "-n", "--cores", "2",

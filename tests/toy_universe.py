@@ -49,7 +49,7 @@ def write_toy(results: Path, data: Path, n: int = 32, n_sub: int = 600, seed: in
     """Write the toy fields where the grid stage puts them, and matching group catalogues.
 
     Returns the fields. Catalogues: one FoF group per subhalo voxel (position = voxel
-    centre, mass = subhalo mass) in both runs, and hydro subhalos carrying the voxel's
+    centre, mass = subhalo mass, the subhalo its central) in both runs, and hydro subhalos carrying the voxel's
     stellar mass as SubhaloMassType[:, 4].
     """
     f = toy_fields(n, n_sub, seed)
@@ -62,9 +62,10 @@ def write_toy(results: Path, data: Path, n: int = 32, n_sub: int = 600, seed: in
     pos = (idx + 0.5) * box / n
     mass = f["subhalo"][tuple(idx.T)].astype(np.float64)
     header = dict(COSMO, BoxSize=box)
-    halos = {"GroupPos": pos, "GroupMass": mass, "Group_M_Crit200": 0.8 * mass}
+    halos = {"GroupPos": pos, "GroupMass": mass, "Group_M_Crit200": 0.8 * mass,
+             "GroupFirstSub": np.arange(len(pos), dtype=np.int32)}
     for run in ("dark", "hydro"):
-        subs = {"SubhaloPos": pos, "SubhaloMass": mass}
+        subs = {"SubhaloPos": pos, "SubhaloMass": mass, "SubhaloGrNr": np.arange(len(pos), dtype=np.int32)}
         if run == "hydro":
             mtype = np.zeros((len(pos), 6))
             mtype[:, 4] = f["stellar"][tuple(idx.T)]

@@ -32,6 +32,7 @@ def check_config(config: dict, box_size: float | None) -> None:
     if cubes:
         check_calibration(config["split"], cubes, n_grid, box_size)
     check_patch(config["model"], config["train"], n_grid)
+    check_painter(config["train"], config["paint"])
     if cubes and box_size is not None:
         check_k(config["stats"], cubes["test"].size * box_size / n_grid, cubes["test"].size)
 
@@ -104,6 +105,19 @@ def check_patch(model: dict, train: dict, n_grid: int) -> None:
             f"model.patch: the {model['preset']} network's {patch}^3 patch is larger than the {n_grid}^3 grid "
             f"(grid.n_grid); patch sizes that fit this network and grid: {fitting or 'none'} "
             f"(or raise grid.n_grid to at least {patch})")
+
+
+def check_painter(train: dict, paint: dict) -> None:
+    """The galaxy painter (train.target galaxies) predicts a mean and a scatter per galaxy: it needs
+    the unbiased objective's two-output head, and paints whole boxes in one job (no paint.slabs)."""
+    if train["target"] != "galaxies":
+        return
+    if train["objective"] != "unbiased":
+        raise ConfigError(f"train.objective: {train['objective']!r} is the voxel painter's (the paper's); the galaxy "
+                          f"painter (train.target galaxies) needs 'unbiased', or set train.target: voxels")
+    if paint["slabs"] > 1:
+        raise ConfigError(f"paint.slabs: {paint['slabs']} slab jobs are the voxel painter's; the galaxy painter "
+                          f"(train.target galaxies) paints a box's catalogue in one job: set paint.slabs: 1")
 
 
 def check_k(stats: dict, cube_box: float, cube_n: int) -> None:

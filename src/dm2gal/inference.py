@@ -19,13 +19,23 @@ import numpy as np
 import torch
 
 from .model import build_model
-from .sampler import PatchSource
+from .sampler import PatchSource, with_query
 
 CHECKPOINT_FORMAT = "dm2gal-checkpoint-1"
-NORMALISATION_KEYS = ("input_scale", "input_mean", "input_std", "target_mean", "target_std")
+NORMALISATION_KEYS = ("input_scale", "input_mean", "input_std", "target_mean", "target_std", "query_mean", "query_std")
 """input_scale: (2,) mass unit [Msun/h] of the inputs (the mean matter mass per voxel; 1 in
 older checkpoints); input_mean/std: (2,) mean/std of log10(1 + M / input_scale) for
-[dm_mass, subhalo_mass]; target_*: mean/std of log10 M* [Msun/h] over the training voxels."""
+[dm_mass, subhalo_mass]; target_*: mean/std of log10 M* [Msun/h] over the training voxels (the training galaxies for the
+galaxy painter); query_*: (Q,) mean/std of the galaxy painter's query columns
+(`dm2gal.galaxy_samples.QUERY_COLUMNS`), absent for the voxel painter."""
+
+
+def standardised_query(query, normalisation: dict) -> np.ndarray | None:
+    """(N, Q) float32 raw queries `query` standardised as the checkpoint's training queries; None for None."""
+    if query is None:
+        return None
+    mean, std = np.asarray(normalisation["query_mean"]), np.asarray(normalisation["query_std"])
+    return ((np.asarray(query, np.float64)[:, :len(mean)] - mean) / std).astype(np.float32)
 
 
 def input_scale(normalisation: dict) -> list[float]:
@@ -100,8 +110,9 @@ def _autocast(device: torch.device):
 
 @torch.no_grad()
 def predict(net: torch.nn.Module, source: PatchSource, coords, normalisation: dict,
-            batch_size: int = 256, progress: bool = False) -> Prediction:
-    """The Prediction at voxels `coords` (N, 3) of `source` ((N,) arrays).
+            batch_size: int = 256, progress: bool = False, query=None) -> Prediction:
+    """The Prediction at voxels `coords` (N, 3) of `source` ((N,) arrays); for the galaxy
+    painter, of the subhalos there whose raw queries are `query` (N, Q).
 
     The network runs on its own device (bf16 autocast on GPU) in eval mode; patches
     are cut on the source's device and moved over. The caller restores train mode.
@@ -110,6 +121,7 @@ def predict(net: torch.nn.Module, source: PatchSource, coords, normalisation: di
     device = next(net.parameters()).device
     patch = int(net.config["patch"])
     coords = torch.as_tensor(np.asarray(coords), dtype=torch.int64)
+    z = standardised_query(query, normalisation)
     out = np.empty((int(net.config.get("outputs", 1)), len(coords)), dtype=np.float64)
     starts = range(0, len(coords), batch_size)
     if progress:
@@ -117,6 +129,7 @@ def predict(net: torch.nn.Module, source: PatchSource, coords, normalisation: di
         starts = tqdm(starts, desc="predict", mininterval=10)
     for a in starts:
         x = source.cut(coords[a:a + batch_size], None, patch).to(device, non_blocking=True)
+        x = with_query(x, None if z is None else torch.from_numpy(z[a:a + batch_size]))
         with _autocast(device):
             y = net(x.float() if device.type == "cpu" else x).float()
         out[:, a:a + len(y)] = y.T.cpu().numpy()

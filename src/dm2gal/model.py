@@ -49,10 +49,12 @@ def head_outputs(objective: str) -> int:
     return 2 if objective == "unbiased" else 1
 
 
-def model_config(preset: str = "small", capacity: float = 1.0, outputs: int = 1, **overrides) -> dict:
+def model_config(preset: str = "small", capacity: float = 1.0, outputs: int = 1, query_channels: int = 0,
+                 **overrides) -> dict:
     """The full architecture description: a preset, its overrides (None = keep), a
-    capacity factor multiplying every channel count and the hidden width, and the
-    number of head outputs (HEAD_OUTPUTS)."""
+    capacity factor multiplying every channel count and the hidden width, the
+    number of head outputs (HEAD_OUTPUTS), and the query channels the galaxy painter
+    adds to the two input fields (`dm2gal.sampler.with_query`)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
     if outputs not in HEAD_OUTPUTS:
@@ -61,7 +63,7 @@ def model_config(preset: str = "small", capacity: float = 1.0, outputs: int = 1,
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     cfg["channels"] = [max(1, round(c * capacity)) for c in cfg["channels"]]
     cfg["hidden"] = max(1, round(cfg["hidden"] * capacity))
-    cfg["in_channels"] = IN_CHANNELS
+    cfg["in_channels"] = IN_CHANNELS + int(query_channels)
     latent_size(cfg)  # validates
     return cfg
 

@@ -57,6 +57,7 @@ from .fields import DEFAULT_CHUNK, create_field, cube_attrs, link_chunks, open_f
 from .galaxy_deposit import deposit
 from .inference import decode, input_scale, load_model, predict
 from .occupancy import candidates
+from .paint_galaxies import is_galaxy_painter, paint_galaxies
 from .paint_plan import SlabPlan
 from .sampler import PatchSource, normalise_channels
 from .split import read_cubes
@@ -521,7 +522,8 @@ def write_mock_catalogue(job: Job, prep: Prepared, field_path, out) -> None:
 
 def run(job: Job, out_field, *, out_scatter=None, out_catalogue=None, settings: Settings = Settings(device="auto"),
         threads: int | None = None) -> dict:
-    """The paint stage for one run in one job: the test cube, or the whole box (`job.whole_box`).
+    """The paint stage for one run in one job: the test cube, or the whole box (`job.whole_box`);
+    a galaxy painter's checkpoint paints by `dm2gal.paint_galaxies`.
 
     Writes the painted field (galaxy-calibrated, `finish_galaxies`) and, if asked, the
     predicted log10 scatter field (for `dm2gal.realisations`) and the mock catalogue
@@ -529,6 +531,12 @@ def run(job: Job, out_field, *, out_scatter=None, out_catalogue=None, settings: 
     painting summary.
     """
     prep, settings = _start(job, settings, threads)
+    if is_galaxy_painter(prep.normalisation):
+        oracle = (job.truth_path, prep.occupancy.min_mass) if job.mode == "oracle" else None
+        return paint_galaxies(prep.net, prep.normalisation, job.dm_path, job.sub_path, job.subhalos,
+                              start=prep.start, size=prep.size, attrs=dict(prep.attrs, method="galaxies"),
+                              out_field=out_field, out_scatter=out_scatter, out_catalogue=out_catalogue,
+                              oracle=oracle, device=settings.device, batch_size=settings.batch, source_name=job.source)
     scatter_tmp = atomic_path(out_scatter) if out_scatter is not None else contextlib.nullcontext()
     with atomic_path(out_field) as tmp, scatter_tmp as tmp_scatter:
         summary = paint(prep.net, prep.normalisation, job.dm_path, job.sub_path, tmp, start=prep.start,
@@ -547,6 +555,8 @@ def paint_slab(job: Job, plan: SlabPlan, slab: int, out_field, out_scatter, *,
                settings: Settings = Settings(device="auto"), threads: int | None = None) -> dict:
     """Paint slab `slab` of the region of `job` into slab stores of the field's chunks (for `assemble`)."""
     prep, settings = _start(job, settings, threads)
+    if is_galaxy_painter(prep.normalisation):
+        raise ValueError("the selected model is the galaxy painter, which paints a box in one job: set paint.slabs: 1")
     if plan.size != prep.size:
         raise ValueError(f"a slab plan of a {plan.size}-voxel region for the {prep.size}-voxel region of {job.source}")
     x0, planes = plan.slab(slab)

@@ -19,6 +19,10 @@ are renormalised to their summed mean, so the galaxy's total is drawn by its z a
 predicted scatter (the one-point PDF of voxel masses). A painted voxel no subhalo
 reaches draws alone. Realisations carry the scatter that the one-point PDF and the
 small-scale power need (model dm2gal_realisations); the mean field is scored as dm2gal.
+
+A galaxy painter's painting (`dm2gal.paint_galaxies`) is a catalogue of galaxies, each with
+its mean mass and scatter: its realisations draw every galaxy on its own and deposit the
+catalogue by CIC again (`realise_galaxies`), as the mini-universe's generator draws its galaxies.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ import numpy as np
 
 from .atomic import atomic_path
 from .calibration import drawn_galaxy_scatter, galaxy_groups
-from .cic import host_subhalos
+from .catalogue import read_catalogue
+from .cic import deposit_cube, host_subhalos
 from .fields import create_field, open_field
+from .ideal import draw_masses
 from .tng import load_subhalos
 
 log = logging.getLogger("dm2gal.realisations")
@@ -74,13 +80,36 @@ def realise(mean_cube: np.ndarray, sigma_cube: np.ndarray, origin, n_grid: int, 
         yield cube
 
 
-def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: int, seed) -> None:
+def realise_galaxies(catalogue_path, attrs: dict, n_realisations: int, seed):
+    """Yield `n_realisations` (s, s, s) float32 realisations of a galaxy painter's cube (`attrs`:
+    the painted field's): every galaxy of its catalogue drawn on its own from its log-normal
+    (`dm2gal.ideal.draw_masses`: its mean mass, its log10 scatter) and deposited by CIC at its
+    position, as the painting; draw i uses numpy's SeedSequence(seed).spawn(n)[i]."""
+    columns, _ = read_catalogue(catalogue_path)
+    pos, mean, sigma = columns["position"], columns["stellar_mass"], columns["log10_scatter"]
+    n, box = int(attrs["parent_n_grid"]), float(attrs["parent_box_size"])
+    for child in np.random.SeedSequence(seed).spawn(n_realisations):
+        drawn = draw_masses(mean, sigma, np.random.default_rng(child))
+        yield deposit_cube(pos, drawn, box, n, tuple(attrs["origin"]), int(attrs["n_grid"]), mas=attrs["mas"])
+
+
+def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: int, seed,
+                       catalogue_path=None) -> None:
     """One drawn field per path of `out_paths` from a painted field (attributes as the painted
     field's, plus the draw), each written atomically; the hosts come from the gravity-only
     subhalo catalogue at illustris_python's `base`; `seed` is an int or a list of ints
-    (numpy SeedSequence entropy)."""
+    (numpy SeedSequence entropy). A galaxy painter's field is drawn from its catalogue at
+    `catalogue_path` instead (`realise_galaxies`)."""
     mean_field = open_field(mean_path)
     attrs = dict(mean_field.attrs)
+    if attrs.get("painter") == "galaxies":
+        draws = realise_galaxies(catalogue_path, attrs, len(out_paths), seed)
+        for i, (path, cube) in enumerate(zip(out_paths, draws)):
+            with atomic_path(path) as tmp:
+                create_field(tmp, dict(attrs, realisation=i, realisations=len(out_paths), seed=seed,
+                                       drawn="one z per painted galaxy, deposited by CIC"))[...] = cube
+        log.info("%d realisations drawn galaxy by galaxy from %s (seed %s)", len(out_paths), catalogue_path, seed)
+        return
     subs = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMass"])
     pos, mass = (subs["SubhaloPos"], subs["SubhaloMass"]) if subs["count"] else (np.zeros((0, 3)), np.zeros(0))
     scatter_field = open_field(scatter_path)

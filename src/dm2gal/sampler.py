@@ -160,6 +160,18 @@ class PatchSource:
         return out.permute(0, 4, 1, 2, 3)
 
 
+def with_query(x: torch.Tensor, query: torch.Tensor | None) -> torch.Tensor:
+    """(B, C + Q, P, P, P): the patches `x` (B, C, P, P, P) with Q more channels, zero but at the
+    centre voxel, where they hold `query` (B, Q) (the galaxy painter's standardised catalogue
+    entry of the subhalo the patch is centred on); `x` itself without a query."""
+    if query is None or query.shape[1] == 0:
+        return x
+    p = x.shape[2]
+    extra = x.new_zeros((x.shape[0], query.shape[1], p, p, p))
+    extra[:, :, p // 2, p // 2, p // 2] = query.to(x.device, x.dtype)
+    return torch.cat([x, extra], 1)
+
+
 class WeightedDraws:
     """Training voxels drawn with replacement by weight, each with a random rotation.
 
@@ -169,11 +181,12 @@ class WeightedDraws:
     `seed`, so a given seed gives the same batches on any device. Each draw carries
     an importance weight: `importance` (N,) when given, else mean(w) / w_i, with which a
     loss averaged over weighted draws has the expectation of the loss averaged uniformly
-    over the training voxels (needed when the weights depend on the target).
+    over the training voxels (needed when the weights depend on the target). With `query`
+    (N, Q) (the galaxy painter's standardised queries), each draw carries its row too.
     """
 
     def __init__(self, coords: np.ndarray, targets: np.ndarray, weights: np.ndarray, seed: int,
-                 rotate: bool = True, importance: np.ndarray | None = None):
+                 rotate: bool = True, importance: np.ndarray | None = None, query: np.ndarray | None = None):
         if not (len(coords) == len(targets) == len(weights)) or len(coords) == 0:
             raise ValueError("coords, targets and weights must be non-empty and of equal length")
         w = np.asarray(weights, dtype=np.float64)
@@ -187,18 +200,21 @@ class WeightedDraws:
             with np.errstate(divide="ignore"):
                 importance = w.mean() / w  # inf only where never drawn
         self.importance = torch.as_tensor(np.asarray(importance), dtype=torch.float32)
+        self.query = None if query is None else torch.as_tensor(np.asarray(query), dtype=torch.float32)
         self.rotate = rotate
         self.generator = torch.Generator().manual_seed(int(seed))
 
-    def draw(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(centres (B, 3), rotations (B,), targets (B,), importance (B,)) of `batch` weighted draws."""
+    def draw(self, batch: int) -> tuple[torch.Tensor, ...]:
+        """(centres (B, 3), rotations (B,), targets (B,), importance (B,)) of `batch` weighted draws,
+        and their query (B, Q) when the draws have one."""
         u = torch.rand(batch, generator=self.generator, dtype=torch.float64)
         i = torch.searchsorted(self.cdf, u, right=True).clamp_(max=len(self.cdf) - 1)
         if self.rotate:
             rot = torch.randint(N_ROTATIONS, (batch,), generator=self.generator)
         else:
             rot = torch.zeros(batch, dtype=torch.int64)
-        return self.coords[i], rot, self.targets[i], self.importance[i]
+        drawn = (self.coords[i], rot, self.targets[i], self.importance[i])
+        return drawn if self.query is None else (*drawn, self.query[i])
 
 
 class DrawnBatches(torch.utils.data.IterableDataset):

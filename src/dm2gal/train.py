@@ -49,11 +49,11 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch.optim.swa_utils import AveragedModel
 
 from .atomic import atomic_path
-from .inference import NORMALISATION_KEYS, Prediction, checkpoint_dict, input_scale, predict
+from .inference import NORMALISATION_KEYS, Prediction, checkpoint_dict, input_scale, predict, standardised_query
 from .model import build_model, head_outputs, n_parameters
 from .objective import loss
 from .occupancy import candidates
-from .sampler import DrawnBatches, PatchSource, WeightedDraws, fits_on_gpu
+from .sampler import DrawnBatches, PatchSource, WeightedDraws, fits_on_gpu, with_query
 from .split import read_cubes
 
 log = logging.getLogger("dm2gal.train")
@@ -91,6 +91,14 @@ class TrainingData:
     extra_inputs: (dm, subhalo) fields of the other training boxes (`training_universes`), whose
     voxels coords addresses on the stacked grid (box b: coords[:, 0] in [b n, (b + 1) n)); the
     validation and calibration voxels are the first box's.
+
+    The galaxy painter (`target` "galaxies", `load_galaxy_training_data`) reads the same
+    fields with other samples: coords, val_coords and cal_coords are the voxels of
+    gravity-only subhalos (training and validation ones with a galaxy; calibration ones all),
+    their targets and truth the matched hydro galaxies, `query`, `val_query`, `cal_query`
+    (., Q) their raw queries (`dm2gal.galaxy_samples`); val_candidates (K, 3), val_query_painted
+    (K, Q) and val_positions (K, 3) [Mpc/h] are the subhalos whose CIC clouds reach the
+    validation cube, which its painting deposits.
     """
 
     dm: object
@@ -113,6 +121,12 @@ class TrainingData:
     cal_hosts: np.ndarray | None = None
     min_mass: float = 0.0
     extra_inputs: tuple = ()
+    target: str = "voxels"
+    query: np.ndarray | None = None
+    val_query: np.ndarray | None = None
+    cal_query: np.ndarray | None = None
+    val_query_painted: np.ndarray | None = None
+    val_positions: np.ndarray | None = None
 
     def normalised(self, log_mstar: np.ndarray) -> np.ndarray:
         n = self.normalisation
@@ -179,6 +193,54 @@ def load_training_data(dm_path, subhalo_path, stellar_path, train_npz, cubes_jso
     )
 
 
+def load_galaxy_training_data(dm_path, subhalo_path, stellar_path, train_npz, galaxies_npz, cubes_json, query: str,
+                              weight_bins: int, weight_power: float, extra_inputs=()) -> TrainingData:
+    """The galaxy painter's TrainingData: the input fields and normalisation of the split
+    (train.npz), the samples of `galaxies_npz` (`dm2gal.galaxy_samples`), of which the network
+    reads the first QUERIES[`query`] query columns; training galaxies are drawn with weights
+    counted in `weight_bins` bins of log10 SubhaloMass to the -`weight_power` (an input, so the
+    optimum stays the unweighted mean); the target and query normalisation are the training
+    galaxies'. The floor is the matched noise-free mean where the generator wrote one."""
+    from .fields import open_field, read_periodic  # Zarr: not needed to train from arrays (GPU nodes)
+    from .galaxy_samples import QUERIES, ROLES
+    from .split import Cube, input_weights
+
+    split, samples = np.load(train_npz), np.load(galaxies_npz)
+    boxes = int(samples["box"].max()) + 1
+    if boxes != 1 + len(extra_inputs):
+        raise ValueError(f"{galaxies_npz} holds galaxies of {boxes} boxes, but {1 + len(extra_inputs)} were given "
+                         f"(the training pair and training_universes); rerun the split")
+    q = samples["query"][:, :QUERIES[query]]
+    role, mass, voxel = samples["role"], samples["stellar_mass"], samples["voxel"]
+    train = (role == ROLES["train"]) & (mass > 0)
+    val = (role == ROLES["validation"]) & (mass > 0)
+    cal = role == ROLES["calibration"]
+    if train.sum() == 0 or val.sum() == 0:
+        raise ValueError(f"{galaxies_npz}: {int(train.sum())} training and {int(val.sum())} validation galaxies; "
+                         f"the galaxy painter needs both")
+    log_m = np.log10(mass[train])
+    weights, _ = input_weights(10.0 ** q[train, 0], int(weight_bins), float(weight_power))
+    normalisation = {k: split[k] for k in ("input_scale", "input_mean", "input_std") if k in split}
+    normalisation.update(target_mean=log_m.mean(), target_std=log_m.std(), query_mean=q[train].mean(0),
+                         query_std=np.maximum(q[train].std(0), 1e-6))
+    cube = read_cubes(cubes_json).validation
+    dm, sub, stellar = open_field(dm_path), open_field(subhalo_path), open_field(stellar_path)
+    n, box = int(dm.attrs["n_grid"]), float(dm.attrs["box_size"])
+    # a subhalo's CIC cloud covers its lower voxel and the next: those from one voxel below the cube reach it
+    reach = Cube(tuple((np.asarray(cube.start) - 1) % n), cube.size + 1).contains(voxel, n) & (samples["box"] == 0)
+    ideal = samples["ideal"][val]
+    return TrainingData(
+        dm=dm, subhalo=sub, coords=voxel[train], log_mstar=log_m, weights=weights, importance=np.ones(len(log_m)),
+        val_coords=voxel[val], val_log_mstar=np.log10(mass[val]), val_candidates=voxel[reach],
+        val_start=np.asarray(cube.start), val_truth=read_periodic(stellar, cube.start, (cube.size,) * 3).astype(float),
+        n_grid=n, box_size=box, normalisation=normalisation,
+        val_ideal_log_mstar=np.log10(ideal) if np.all(np.isfinite(ideal) & (ideal > 0)) else None,
+        cal_coords=voxel[cal], cal_truth=mass[cal], min_mass=float(split["min_stellar_mass"]),
+        extra_inputs=tuple((open_field(dm_p), open_field(sub_p)) for dm_p, sub_p in extra_inputs),
+        target="galaxies", query=q[train], val_query=q[val], cal_query=q[cal], val_query_painted=q[reach],
+        val_positions=samples["position"][reach])
+
+
 def paint_cube(coords: np.ndarray, mass: np.ndarray, start, size: int, n_grid: int) -> np.ndarray:
     """(size^3) cube [Msun/h] holding `mass` (N,) at voxels `coords` (N, 3) of the periodic
     n_grid^3 parent grid, for the cube whose first voxel is `start`; other voxels 0."""
@@ -216,7 +278,13 @@ def validation_scores(data: TrainingData, at_galaxies: Prediction, at_candidates
     if data.val_ideal_log_mstar is not None:
         floor = float(np.mean((data.normalised(data.val_ideal_log_mstar) - target) ** 2))
     size = data.val_truth.shape[0]
-    painted = paint_cube(data.val_candidates, at_candidates.mean_mass(), data.val_start, size, data.n_grid)
+    if data.target == "galaxies":  # the painting deposits the subhalos' galaxies as the truth was deposited
+        from .cic import deposit_cube  # Pylians, as pk_error
+
+        painted = deposit_cube(data.val_positions, at_candidates.mean_mass(), data.box_size, data.n_grid,
+                               tuple(data.val_start), size)
+    else:
+        painted = paint_cube(data.val_candidates, at_candidates.mean_mass(), data.val_start, size, data.n_grid)
     return dict(val_mse=float(np.mean((z - target) ** 2)), val_mse_mean_predictor=float(np.mean(target ** 2)),
                 val_mse_floor=floor,
                 val_mass_ratio=float(at_galaxies.mean_mass().sum() / (10.0 ** data.val_log_mstar).sum()),
@@ -233,7 +301,14 @@ def calibrate(net: torch.nn.Module, data: TrainingData, source: PatchSource, bat
 
     if data.cal_coords is None or len(data.cal_coords) == 0:
         return None
-    pred = predict(net, source, data.cal_coords, data.normalisation, batch_size=batch_size)
+    pred = predict(net, source, data.cal_coords, data.normalisation, batch_size=batch_size, query=data.cal_query)
+    if data.target == "galaxies":
+        from .calibration import fit_galaxy_painter
+
+        cal = fit_galaxy_painter(pred.mean_mass(), pred.mu, pred.sigma, data.cal_truth, min_galaxies=bin_voxels)
+        log.info("calibration on %d subhalos (%d with a galaxy): mass x %.3f, scatter x %.3f", len(data.cal_coords),
+                 int((data.cal_truth > 0).sum()), 10.0 ** cal.log10_ratio[0], cal.scatter_factor)
+        return cal
     cal = fit_calibration(pred.mean_mass(), pred.mu, pred.sigma, data.cal_truth, data.min_mass,
                           min_galaxies=bin_voxels)
     if data.cal_hosts is not None:
@@ -302,7 +377,8 @@ class Dm2GalModule(L.LightningModule):
     def train_dataloader(self):
         d = self.data
         draws = WeightedDraws(d.coords, d.normalised(d.log_mstar), d.weights,
-                              seed=self.hp["seed"] + 1000 * self.global_rank, importance=d.importance)
+                              seed=self.hp["seed"] + 1000 * self.global_rank, importance=d.importance,
+                              query=standardised_query(d.query, d.normalisation))
         self.batches = DrawnBatches(draws, self.hp["batch_size"], self.hp["steps_per_epoch"])
         if self._sampler_state is not None:  # resumed: carry on with the interrupted stream of draws
             self.batches.load_state_dict(self._sampler_state)
@@ -316,10 +392,11 @@ class Dm2GalModule(L.LightningModule):
     # --- steps --------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         self.batches.take()
-        centres, rotations, target, importance = batch
+        centres, rotations, target, importance, *query = batch
         x = self.source.cut(centres, rotations, self.patch).to(self.device, non_blocking=True)
         if self.device.type == "cpu":
             x = x.float()
+        x = with_query(x, query[0] if query else None)
         out = self.step_net(x).float()
         value = loss(out, target, importance, self.hp["objective"], self.hp["beta_nll"])
         self._train_sum = self._train_sum.to(value.device) + value.detach()
@@ -344,8 +421,10 @@ class Dm2GalModule(L.LightningModule):
         scores = None
         if self.trainer.is_global_zero:
             d, bs = self.data, self.hp["val_batch_size"]
-            at_galaxies = predict(self.ema_net, self.source, d.val_coords, d.normalisation, batch_size=bs)
-            at_candidates = predict(self.ema_net, self.source, d.val_candidates, d.normalisation, batch_size=bs)
+            at_galaxies = predict(self.ema_net, self.source, d.val_coords, d.normalisation, batch_size=bs,
+                                  query=d.val_query)
+            at_candidates = predict(self.ema_net, self.source, d.val_candidates, d.normalisation, batch_size=bs,
+                                    query=d.val_query_painted)
             scores = validation_scores(d, at_galaxies, at_candidates, self.selection)
         self.last_val = self.trainer.strategy.broadcast(scores, src=0)
         self.log_dict({k: self.last_val[k] for k in ("val_mse", "pk_error")}, prog_bar=True, sync_dist=False,
@@ -508,7 +587,8 @@ def run_fingerprint(data: TrainingData, model_cfg: dict, hparams: dict) -> str:
     h = hashlib.sha256(json.dumps({"model": model_cfg, "hparams": hparams,
                                    "normalisation": {k: np.asarray(v).tolist() for k, v in data.normalisation.items()},
                                    "n_grid": data.n_grid}, sort_keys=True, default=str).encode())
-    for a in (data.coords, data.log_mstar, data.weights, data.importance):
+    for a in (data.coords, data.log_mstar, data.weights, data.importance,
+              *(() if data.query is None else (data.query,))):
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
 
