@@ -62,6 +62,17 @@ def test_the_calibration_recovers_a_known_mass_and_scatter_factor():
     assert 10 ** cal.log10_ratio[0] == pytest.approx(truth.sum() / painted.sum()) and cal.log10_ratio[0] == (
         pytest.approx(math.log10(f), abs=0.02))
     assert cal.scatter_factor == pytest.approx(k, abs=0.01)
+    assert len(cal.scatter_factors) == n // 100  # bins of min_galaxies, from the heaviest down
+    per_bin = fit_galaxy_painter(painted, mu, sigma, truth, min_galaxies=2000).scatter_factors
+    assert np.allclose(per_bin, k, atol=0.1)  # 0.1 is 5 standard errors of a std from 2000 draws
+    # a true scatter that falls with mass: the binned factors follow it
+    k_of_m = np.where(mu < 10.0, 1.2, 0.8)
+    falling = painted * 10 ** (k_of_m * sigma * rng.standard_normal(n) - 0.5 * math.log(10) * (k_of_m * sigma) ** 2)
+    binned = fit_galaxy_painter(painted, mu, sigma, falling, min_galaxies=5000)
+    knots, factors = np.array(binned.scatter_log10_mass), np.array(binned.scatter_factors)
+    assert np.allclose(factors[knots < 9.8], 1.2, atol=0.03) and np.allclose(factors[knots > 10.3], 0.8, atol=0.03)
+    _, drawn_sigma = binned.apply(np.array([9.0, 11.0]), np.array([0.2, 0.2]))
+    assert drawn_sigma == pytest.approx([0.24, 0.16], abs=0.01)
     # subhalos without a galaxy are paid for by the mass factor, and leave the scatter alone
     empty = truth.copy()
     empty[rng.random(n) < 0.05] = 0.0
@@ -71,7 +82,8 @@ def test_the_calibration_recovers_a_known_mass_and_scatter_factor():
     # decoded through the checkpoint's calibration: the mean mass times the factor, the scatter times k
     mu_cal, sigma_cal = cal.apply(mu[:5], sigma[:5])
     assert Prediction(mu_cal, sigma_cal).mean_mass() == pytest.approx(10 ** cal.log10_ratio[0] * painted[:5])
-    assert sigma_cal == pytest.approx(cal.scatter_factor * sigma[:5])
+    assert sigma_cal == pytest.approx(np.interp(np.log10(painted[:5]), cal.scatter_log10_mass, cal.scatter_factors)
+                                      * sigma[:5])
     with pytest.raises(ValueError, match="calibration blocks hold 2 galaxies"):
         fit_galaxy_painter(painted[:2], mu[:2], sigma[:2], truth[:2])
 

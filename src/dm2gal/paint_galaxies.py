@@ -83,9 +83,8 @@ def paint_galaxies(net, normalisation: dict, dm_path, sub_path, subhalos: tuple,
     subs = load_dark_catalogue(*subhalos)
     pos = subs["SubhaloPos"]
     voxel = subhalo_voxels(pos, n, box)
-    painted = reaching(voxel, start, size, n)
-    if oracle is not None:
-        painted &= oracle_subhalos(oracle[0], pos, n, box, oracle[1])
+    near = reaching(voxel, start, size, n)
+    painted = near & oracle_subhalos(oracle[0], pos, n, box, oracle[1]) if oracle is not None else near
     index = np.flatnonzero(painted)
     source = PatchSource.from_boxes([[dm, sub]], normalisation["input_mean"], normalisation["input_std"],
                                     device=None if device == "cuda" else "cpu", scale=input_scale(normalisation))
@@ -104,6 +103,6 @@ def paint_galaxies(net, normalisation: dict, dm_path, sub_path, subhalos: tuple,
             box_size=box, source=source_name, mode=attrs.get("mode", "honest"), origin=list(start), cube_size=size,
             painter="galaxies", model=str(attrs.get("model", ""))), log10_scatter=sigma)
     log.info("%d subhalos painted (%d reach the region of %d voxels from %s): %.4g Msun/h, median scatter %.3f dex",
-             len(index), int(reaching(voxel, start, size, n).sum()), size, list(start), float(mass.sum()),
+             len(index), int(near.sum()), size, list(start), float(mass.sum()),
              float(np.median(sigma)) if len(sigma) else 0.0)
     return summary
