@@ -64,6 +64,14 @@ def subhalo_voxels(pos: np.ndarray, n_grid: int, box_size: float) -> np.ndarray:
     return cell_index(wrap_positions(np.asarray(pos, np.float64), box_size), n_grid, box_size)[0].astype(np.int64)
 
 
+def reaching(voxel: np.ndarray, start, size: int, n_grid: int) -> np.ndarray:
+    """(S,) bool: the subhalos of lower CIC voxel `voxel` (S, 3) whose clouds reach the cube of
+    `size` voxels from `start` of the periodic n_grid^3 grid (a cloud covers its voxel and the next)."""
+    if size >= n_grid:
+        return np.ones(len(voxel), bool)
+    return Cube(tuple(int(v) for v in (np.asarray(start) - 1) % n_grid), size + 1).contains(voxel, n_grid)
+
+
 def nearest_subhalo(dark_pos: np.ndarray, pos: np.ndarray, box_size: float) -> tuple[np.ndarray, np.ndarray]:
     """(index (H,), distance (H,) [Mpc/h]) of the nearest of the subhalos at `dark_pos` (S, 3) to
     each position `pos` (H, 3), in the periodic box of side `box_size` [Mpc/h]."""

@@ -30,10 +30,9 @@ from .atomic import atomic_path
 from .catalogue import write_catalogue
 from .cic import corners, deposit_cube
 from .fields import create_field, open_field
-from .galaxy_samples import load_dark_catalogue, query_features, subhalo_voxels
+from .galaxy_samples import load_dark_catalogue, query_features, reaching, subhalo_voxels
 from .inference import input_scale, predict
 from .sampler import PatchSource
-from .split import Cube
 
 log = logging.getLogger("dm2gal.paint_galaxies")
 
@@ -41,14 +40,6 @@ log = logging.getLogger("dm2gal.paint_galaxies")
 def is_galaxy_painter(normalisation: dict) -> bool:
     """Whether a checkpoint's normalisation (`dm2gal.inference.load_model`) is the galaxy painter's."""
     return "query_mean" in normalisation
-
-
-def reaching(voxel: np.ndarray, start, size: int, n_grid: int) -> np.ndarray:
-    """(S,) bool: the subhalos of lower CIC voxel `voxel` (S, 3) whose clouds reach the cube of
-    `size` voxels from `start` of the periodic n_grid^3 grid (a cloud covers its voxel and the next)."""
-    if size >= n_grid:
-        return np.ones(len(voxel), bool)
-    return Cube(tuple(int(v) for v in (np.asarray(start) - 1) % n_grid), size + 1).contains(voxel, n_grid)
 
 
 def oracle_subhalos(truth_path, pos: np.ndarray, n_grid: int, box_size: float, min_mass: float) -> np.ndarray:

@@ -93,6 +93,13 @@ def realise_galaxies(catalogue_path, attrs: dict, n_realisations: int, seed):
         yield deposit_cube(pos, drawn, box, n, tuple(attrs["origin"]), int(attrs["n_grid"]), mas=attrs["mas"])
 
 
+def _write_draws(out_paths, draws, attrs: dict) -> None:
+    """Write the i-th cube of `draws` to out_paths[i] atomically, with `attrs` and its draw number."""
+    for i, (path, cube) in enumerate(zip(out_paths, draws)):
+        with atomic_path(path) as tmp:
+            create_field(tmp, dict(attrs, realisation=i, realisations=len(out_paths)))[...] = cube
+
+
 def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: int, seed,
                        catalogue_path=None) -> None:
     """One drawn field per path of `out_paths` from a painted field (attributes as the painted
@@ -103,11 +110,8 @@ def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: 
     mean_field = open_field(mean_path)
     attrs = dict(mean_field.attrs)
     if attrs.get("painter") == "galaxies":
-        draws = realise_galaxies(catalogue_path, attrs, len(out_paths), seed)
-        for i, (path, cube) in enumerate(zip(out_paths, draws)):
-            with atomic_path(path) as tmp:
-                create_field(tmp, dict(attrs, realisation=i, realisations=len(out_paths), seed=seed,
-                                       drawn="one z per painted galaxy, deposited by CIC"))[...] = cube
+        _write_draws(out_paths, realise_galaxies(catalogue_path, attrs, len(out_paths), seed),
+                     dict(attrs, seed=seed, drawn="one z per painted galaxy, deposited by CIC"))
         log.info("%d realisations drawn galaxy by galaxy from %s (seed %s)", len(out_paths), catalogue_path, seed)
         return
     subs = load_subhalos(base, snapshot, ["SubhaloPos", "SubhaloMass"])
@@ -118,11 +122,8 @@ def write_realisations(out_paths, mean_path, scatter_path, base: str, snapshot: 
     draws = realise(np.asarray(mean_field[...]), np.asarray(scatter_field[...]), attrs["origin"],
                     int(attrs["parent_n_grid"]), float(attrs["parent_box_size"]), pos, mass, len(out_paths), seed,
                     galaxy_scatter_knots=knots)
-    for i, (path, cube) in enumerate(zip(out_paths, draws)):
-        with atomic_path(path) as tmp:
-            out = create_field(tmp, dict(attrs, realisation=i, realisations=len(out_paths), seed=seed,
-                                         drawn="one z per gravity-only subhalo, the split among its voxels per voxel",
-                                         galaxy_scatter_log10_mass=knots[0], galaxy_scatter_factor=knots[1]))
-            out[...] = cube
+    _write_draws(out_paths, draws, dict(attrs, seed=seed,
+                                        drawn="one z per gravity-only subhalo, the split among its voxels per voxel",
+                                        galaxy_scatter_log10_mass=knots[0], galaxy_scatter_factor=knots[1]))
     log.info("%d realisations drawn (seed %s, galaxy scatter x %s at log10 m %s)", len(out_paths), seed,
              np.round(knots[1], 2).tolist(), np.round(knots[0], 2).tolist())

@@ -208,8 +208,8 @@ def load_galaxy_training_data(dm_path, subhalo_path, stellar_path, train_npz, ga
     optimum stays the unweighted mean); the target and query normalisation are the training
     galaxies'. The floor is the matched noise-free mean where the generator wrote one."""
     from .fields import open_field, read_periodic  # Zarr: not needed to train from arrays (GPU nodes)
-    from .galaxy_samples import QUERIES, ROLES
-    from .split import Cube, input_weights
+    from .galaxy_samples import QUERIES, ROLES, reaching
+    from .split import input_weights
 
     split, samples = np.load(train_npz), np.load(galaxies_npz)
     boxes = int(samples["box"].max()) + 1
@@ -232,8 +232,7 @@ def load_galaxy_training_data(dm_path, subhalo_path, stellar_path, train_npz, ga
     cube = read_cubes(cubes_json).validation
     dm, sub, stellar = open_field(dm_path), open_field(subhalo_path), open_field(stellar_path)
     n, box = int(dm.attrs["n_grid"]), float(dm.attrs["box_size"])
-    # a subhalo's CIC cloud covers its lower voxel and the next: those from one voxel below the cube reach it
-    reach = Cube(tuple((np.asarray(cube.start) - 1) % n), cube.size + 1).contains(voxel, n) & (samples["box"] == 0)
+    reach = reaching(voxel, cube.start, cube.size, n) & (samples["box"] == 0)  # the pair's subhalos it deposits
     ideal = samples["ideal"][val]
     return TrainingData(
         dm=dm, subhalo=sub, coords=voxel[train], log_mstar=log_m, weights=weights, importance=np.ones(len(log_m)),
