@@ -50,42 +50,55 @@ def test_query_channels_hold_the_query_at_the_centre_voxel_only():
     assert with_query(x, None) is x
 
 
-def test_the_calibration_recovers_a_known_mass_and_scatter_factor():
-    """Truth drawn from log-normals of mean f P and scatter k s: the fit gives f and k back."""
+def shrunk_predictions(rng, n, k_of_x=lambda x: 1.3, empty=0.05):
+    """A network shrunk towards 10^10: mu = 10.1 + 0.8 (x - 10) for true log10 medians x, its
+    scatter sigma; truths log-normal about x with scatter k(x) sigma, a share `empty` of them 0."""
+    x, sigma = rng.uniform(8.5, 11.5, n), rng.uniform(0.1, 0.3, n)
+    truth = 10 ** (x + k_of_x(x) * sigma * rng.standard_normal(n))
+    return 10.1 + 0.8 * (x - 10.0), sigma, np.where(rng.random(n) < empty, 0.0, truth)
+
+
+def test_the_calibration_recovers_a_known_line_scatter_and_mass_factor():
+    """A shrunk network: the fit gives the inverse line, the scatter factor and the occupied
+    share back, and on new subhalos the summed truth over the summed painted mass is 1 in every
+    bin of painted mass, where the uncalibrated network is off by up to 0.3 dex."""
     rng = np.random.default_rng(3)
-    n, f, k = 100_000, 0.8, 1.3
-    mu, sigma = rng.uniform(8.5, 11.5, n), rng.uniform(0.1, 0.3, n)
-    painted = Prediction(mu, sigma).mean_mass()
-    s = k * sigma
-    truth = f * painted * 10 ** (s * rng.standard_normal(n) - 0.5 * math.log(10) * s ** 2)
-    cal = fit_galaxy_painter(painted, mu, sigma, truth)
-    assert 10 ** cal.log10_ratio[0] == pytest.approx(truth.sum() / painted.sum()) and cal.log10_ratio[0] == (
-        pytest.approx(math.log10(f), abs=0.02))
-    assert cal.scatter_factor == pytest.approx(k, abs=0.01)
-    assert len(cal.scatter_factors) == n // 100  # bins of min_galaxies, from the heaviest down
-    per_bin = fit_galaxy_painter(painted, mu, sigma, truth, min_galaxies=2000).scatter_factors
-    assert np.allclose(per_bin, k, atol=0.1)  # 0.1 is 5 standard errors of a std from 2000 draws
+    mu, sigma, truth = shrunk_predictions(rng, 100_000)
+    cal = fit_galaxy_painter(mu, sigma, truth)
+    a, b = cal.log10_line  # the inverse of the shrinkage, x = 10 + (mu - 10.1) / 0.8
+    assert b == pytest.approx(1 / 0.8, abs=0.01) and a + b * np.array([9.1, 10.1, 10.9]) == pytest.approx(
+        [8.75, 10.0, 11.0], abs=0.01)
+    assert cal.scatter_factor == pytest.approx(1.3, abs=0.01)
+    assert 10 ** cal.log10_ratio[0] == pytest.approx(0.95, abs=0.005)  # the subhalos with a galaxy
+    assert len(cal.scatter_factors) == int((truth > 0).sum()) // 100  # bins of min_galaxies, from the heaviest down
+    per_bin = fit_galaxy_painter(mu, sigma, truth, min_galaxies=2000).scatter_factors
+    assert np.allclose(per_bin, 1.3, atol=0.1)  # 0.1 is 5 standard errors of a std from 2000 draws
+    # new subhalos: calibrated, sum T / sum P per bin of painted mass is 1; uncalibrated, it is not
+    mu2, sigma2, truth2 = shrunk_predictions(np.random.default_rng(4), 100_000)
+    calibrated, raw = Prediction(*cal.apply(mu2, sigma2)).mean_mass(), Prediction(mu2, sigma2).mean_mass()
+    for painted, tolerance in ((calibrated, 0.05), (raw, None)):
+        bins = np.digitize(np.log10(painted), [9.0, 9.5, 10.0, 10.5, 11.0])
+        ratios = np.array([truth2[bins == b].sum() / painted[bins == b].sum() for b in range(6)])
+        if tolerance:  # 0.05: the heaviest bin's sum rests on its tail of log-normals 0.4 dex wide
+            assert np.allclose(ratios, 1.0, atol=tolerance), ratios
+        else:
+            assert np.abs(np.log10(ratios)).max() > 0.3, ratios
     # a true scatter that falls with mass: the binned factors follow it
-    k_of_m = np.where(mu < 10.0, 1.2, 0.8)
-    falling = painted * 10 ** (k_of_m * sigma * rng.standard_normal(n) - 0.5 * math.log(10) * (k_of_m * sigma) ** 2)
-    binned = fit_galaxy_painter(painted, mu, sigma, falling, min_galaxies=5000)
+    mu3, sigma3, falling = shrunk_predictions(rng, 100_000, lambda x: np.where(x < 10.0, 1.2, 0.8), empty=0.0)
+    binned = fit_galaxy_painter(mu3, sigma3, falling, min_galaxies=5000)
     knots, factors = np.array(binned.scatter_log10_mass), np.array(binned.scatter_factors)
-    assert np.allclose(factors[knots < 9.8], 1.2, atol=0.03) and np.allclose(factors[knots > 10.3], 0.8, atol=0.03)
-    _, drawn_sigma = binned.apply(np.array([9.0, 11.0]), np.array([0.2, 0.2]))
-    assert drawn_sigma == pytest.approx([0.24, 0.16], abs=0.01)
-    # subhalos without a galaxy are paid for by the mass factor, and leave the scatter alone
-    empty = truth.copy()
-    empty[rng.random(n) < 0.05] = 0.0
-    with_empty = fit_galaxy_painter(painted, mu, sigma, empty)
-    assert with_empty.log10_ratio[0] == pytest.approx(math.log10(0.95 * f), abs=0.02)
-    assert with_empty.scatter_factor == pytest.approx(k, abs=0.01)
-    # decoded through the checkpoint's calibration: the mean mass times the factor, the scatter times k
+    assert np.allclose(factors[knots < 9.6], 1.2, atol=0.04) and np.allclose(factors[knots > 10.5], 0.8, atol=0.04)
+    line_mu = np.polyval(binned.log10_line[::-1], np.array([9.1, 10.9]))  # x = 8.75 and 11
+    _, drawn_sigma = binned.apply(np.array([9.1, 10.9]), np.array([0.2, 0.2]))
+    assert drawn_sigma == pytest.approx(0.2 * np.interp(line_mu + 0.5 * math.log(10) * 0.04, knots, factors))
+    assert drawn_sigma == pytest.approx([0.24, 0.16], abs=0.015)
+    # decoded through the checkpoint's calibration: the line's log-normal times the mass factor
     mu_cal, sigma_cal = cal.apply(mu[:5], sigma[:5])
-    assert Prediction(mu_cal, sigma_cal).mean_mass() == pytest.approx(10 ** cal.log10_ratio[0] * painted[:5])
-    assert sigma_cal == pytest.approx(np.interp(np.log10(painted[:5]), cal.scatter_log10_mass, cal.scatter_factors)
-                                      * sigma[:5])
+    assert mu_cal == pytest.approx(cal.log10_line[0] + cal.log10_line[1] * mu[:5] + cal.log10_ratio[0])
     with pytest.raises(ValueError, match="calibration blocks hold 2 galaxies"):
-        fit_galaxy_painter(painted[:2], mu[:2], sigma[:2], truth[:2])
+        fit_galaxy_painter(mu[:2], sigma[:2], truth[:2] + 1.0)
+    with pytest.raises(ValueError, match="does not rise with the prediction"):
+        fit_galaxy_painter(mu[:500], sigma[:500], 10 ** (20.0 - mu[:500]))
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +142,8 @@ def test_training_beats_the_mean_predictor_and_stores_the_query_and_calibration(
     assert ckpt["model_config"]["in_channels"] == 5 and ckpt["hparams"]["target"] == "galaxies"
     assert len(ckpt["normalisation"]["query_mean"]) == 3
     cal = ckpt["calibration"]
-    assert len(cal["log10_ratio"]) == 1 and 0.5 < 10 ** cal["log10_ratio"][0] < 2 and cal["scatter_factor"] > 0
+    assert len(cal["log10_ratio"]) == 1 and 0.5 < 10 ** cal["log10_ratio"][0] <= 1 and cal["scatter_factor"] > 0
+    assert len(cal["log10_line"]) == 2 and cal["log10_line"][1] > 0
 
 
 def test_the_painting_is_its_catalogue_deposited_and_the_realisations_keep_its_mean(trained, tmp_path):

@@ -26,8 +26,8 @@ autocast and channels-last-3d; with several devices, DDP.
 The galaxy painter (`train.target: galaxies`, `load_galaxy_training_data`) trains the same
 way on other samples: patches centred on gravity-only subhalos with query channels
 (`dm2gal.sampler.with_query`), the target the matched hydro galaxy's log10 M*; its
-validation painting deposits the predicted galaxies by CIC, and its calibration is a mass
-and a scatter factor (`dm2gal.calibration.fit_galaxy_painter`).
+validation painting deposits the predicted galaxies by CIC, and its calibration is a line in
+log mass, scatter factors per mass bin and a mass factor (`dm2gal.calibration.fit_galaxy_painter`).
 """
 
 from __future__ import annotations
@@ -310,9 +310,10 @@ def calibrate(net: torch.nn.Module, data: TrainingData, source: PatchSource, bat
     if data.target == "galaxies":
         from .calibration import fit_galaxy_painter
 
-        cal = fit_galaxy_painter(pred.mean_mass(), pred.mu, pred.sigma, data.cal_truth, min_galaxies=bin_voxels)
-        log.info("calibration on %d subhalos (%d with a galaxy): mass x %.3f, scatter x %.3f (x %s at log10 m %s)",
-                 len(data.cal_coords), int((data.cal_truth > 0).sum()), 10.0 ** cal.log10_ratio[0],
+        cal = fit_galaxy_painter(pred.mu, pred.sigma, data.cal_truth, min_galaxies=bin_voxels)
+        log.info("calibration on %d subhalos (%d with a galaxy): mu' = %.3f + %.3f mu, mass x %.3f, scatter x %.3f "
+                 "(x %s at log10 m %s)", len(data.cal_coords), int((data.cal_truth > 0).sum()), *cal.log10_line,
+                 10.0 ** cal.log10_ratio[0],
                  cal.scatter_factor, np.round(cal.scatter_factors, 2).tolist(),
                  np.round(cal.scatter_log10_mass, 2).tolist())
         return cal
