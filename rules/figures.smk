@@ -11,7 +11,7 @@ the {universe: {model: path}} structure of stats_files() from the two)."""
 STATS_INPUTS = [p for files in stats_files().values() for p in files.values()]
 METRICS_CFG = {"k_range": config["stats"]["k_range"], "k_split": config["stats"]["k_split"],
                "r_at_k": config["stats"]["r_at_k"],
-               "pdf": {"metric_log10_mass_min": config["stats"]["pdf"]["metric_log10_mass_min"]}}
+               "pdf": {key: config["stats"]["pdf"][key] for key in ("metric_log10_mass_min", "metric_min_voxels")}}
 """The stats keys that change metrics.json (the bins scored)."""
 
 

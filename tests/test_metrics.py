@@ -106,6 +106,22 @@ def test_pk_is_also_scored_apart_below_and_above_k_split():
         metrics.bin_masks(universe["truth"], dict(CFG, k_split=0.5))
 
 
+def test_pdf_bins_with_few_truth_voxels_are_not_scored():
+    """metric_min_voxels: a drawn field with no voxel in a bin of 3 truth voxels scores 2 dex
+    there (the ratio floor) when that bin counts, and nothing when bins need 10 voxels."""
+    edges = np.linspace(8.0, 11.0, 7)
+    truth = dict(k=np.array([1.0]), pdf_edges=edges, pdf_counts=np.array([900, 400, 100, 30, 9, 3]))
+    drawn = dict(pdf_counts=np.array([900, 400, 100, 30, 9, 0]))
+    every = metrics.bin_masks(truth, dict(CFG, pdf=dict(CFG["pdf"], metric_min_voxels=1)))
+    ten = metrics.bin_masks(truth, dict(CFG, pdf=dict(CFG["pdf"], metric_min_voxels=10)))
+    assert every["pdf"].tolist() == [False, True, True, True, True, True]
+    assert ten["pdf"].tolist() == [False, True, True, True, False, False]
+    score = lambda m: metrics.mean_abs_log10(*metrics.binned("pdf", drawn, truth, m)[:2])  # noqa: E731
+    assert score(every) == pytest.approx(2.0 / 5) and score(ten) == 0.0
+    with pytest.raises(ValueError, match="metric_min_voxels = 1000"):
+        metrics.bin_masks(truth, dict(CFG, pdf=dict(CFG["pdf"], metric_min_voxels=1000)))
+
+
 def test_boosted_painter_loses_to_a_truth_copy_with_the_predicted_significance():
     """Masses above 1e10 Msun/h times 1.3 against the truth with 0.01 dex noise (4 draws):
     the copy wins every statistic, significantly, on 6 held-out universes; the total-mass

@@ -165,12 +165,13 @@ def test_scheduler_value_reruns_nothing(tiny_run: Path, tmp_path: Path):
     ("train", "mem_mb", 3000, set()), ("stats", "threads", 2, set()), ("grid", "box_max_n_grid", 128, set()),
     ("stats", "r_at_k", 1.5, {"metrics", "figures"}),
     ("stats", "pdf", {"metric_log10_mass_min": 9.0}, {"metrics", "figures"}),
+    ("stats", "pdf", {"metric_log10_mass_min": 8.5, "metric_min_voxels": 3}, {"metrics", "figures"}),
     ("split", "halo_mass_field", "GroupMass", set()),
     ("stats", "mas", "CIC", set())])
 def test_how_not_what_reruns_no_painting_or_statistic(tiny_run: Path, tmp_path: Path, section, key, value, allowed):
     """How a painting is computed (memory, tile, batch, device), what a job is given (memory,
     threads) or how a grid is deposited repaints and recomputes nothing; what the metrics score
-    over (r_at_k, the PDF's metric bound) reruns at most the metrics and figures, no painting
+    over (r_at_k, the PDF's metric bins) reruns at most the metrics and figures, no painting
     and no statistic (stats.k_range also defines the training's selection statistic, so it
     retrains, as it must); the report-only split.halo_mass_field retrains nothing; a default
     written out in config.yaml (stats.mas) reruns nothing (params compare in sorted key order)."""

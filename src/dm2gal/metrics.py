@@ -12,7 +12,8 @@ scales (`pk_large`: k below the split, where the galaxies' clustering bias shows
 small scales (`pk_small`: the shot noise and one-halo term of the heaviest galaxies);
 B over every angle of every triangle;
 the PDF (voxel counts) over the bins from `stats.pdf.metric_log10_mass_min`
-up that hold truth voxels; r(k) at `stats.r_at_k`; the total stellar mass.
+up that hold at least `stats.pdf.metric_min_voxels` truth voxels; r(k) at `stats.r_at_k`;
+the total stellar mass.
 
 Scores of one model field X against the truth T over n bins (pk, bk, pdf):
 - `mean_abs_rel_err` = mean |X/T - 1| (kept for continuity; asymmetric);
@@ -122,7 +123,8 @@ def chi2_dof(model: np.ndarray, truth: np.ndarray, var: np.ndarray) -> float:
 
 def bin_masks(truth: dict, cfg: dict) -> dict[str, np.ndarray]:
     """The bins scored in one universe: {'pk': k in k_range, 'pdf': bins >= the metric mass
-    holding truth voxels} (boolean arrays), and with `k_split` in `cfg` 'pk_large' / 'pk_small':
+    holding at least `pdf.metric_min_voxels` truth voxels (1 where unset)} (boolean arrays),
+    and with `k_split` in `cfg` 'pk_large' / 'pk_small':
     the k_range bins below / from it; raises naming the config key when one is empty."""
     kmin, kmax = cfg["k_range"]
     in_k = (truth["k"] >= kmin) & (truth["k"] <= kmax)
@@ -130,9 +132,11 @@ def bin_masks(truth: dict, cfg: dict) -> dict[str, np.ndarray]:
         raise ValueError(f"stats.k_range {cfg['k_range']} h/Mpc holds no P(k) bin "
                          f"(bins span {truth['k'][0]:.3g}..{truth['k'][-1]:.3g})")
     lo_edges = truth["pdf_edges"][:-1]
-    in_m = (lo_edges >= cfg["pdf"]["metric_log10_mass_min"]) & (truth["pdf_counts"] > 0)
+    min_voxels = max(1, int(cfg["pdf"].get("metric_min_voxels", 1)))
+    in_m = (lo_edges >= cfg["pdf"]["metric_log10_mass_min"]) & (truth["pdf_counts"] >= min_voxels)
     if not in_m.any():
-        raise ValueError("no PDF bin above stats.pdf.metric_log10_mass_min holds truth voxels")
+        raise ValueError(f"no PDF bin above stats.pdf.metric_log10_mass_min holds stats.pdf.metric_min_voxels = "
+                         f"{min_voxels} truth voxels")
     out = {"pk": in_k, "pdf": in_m}
     if cfg.get("k_split") is not None:
         split = float(cfg["k_split"])
