@@ -6,9 +6,9 @@
 # Its input functions (stats_inputs, stats_models, stats_files) are in rules/common.smk.
 
 STATS_CFG = {key: value for key, value in config["stats"].items() if key not in ("threads", "k_range", "r_at_k")}
-STATS_CFG["pdf"] = {k: v for k, v in config["stats"]["pdf"].items() if k != "metric_log10_mass_min"}
+STATS_CFG["pdf"] = {k: v for k, v in config["stats"]["pdf"].items() if not k.startswith("metric_")}
 """What the statistics depend on: not the thread count, nor what the metrics rule scores them
-over (k_range, r_at_k, the PDF metric's lower bound), so changing those recomputes no statistic."""
+over (k_range, r_at_k, the PDF metric's bins), so changing those recomputes no statistic."""
 
 
 rule stats:
