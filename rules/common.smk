@@ -187,9 +187,13 @@ GRID_RUNS.update({universe_run(u, sim): (universe_base(u, sim), universe_snapsho
 """Every run the grid stage deposits: {run: (illustris_python basePath, snapshot)}."""
 GRID_WORK = results("fields", ".work", "{run}", "{quantity}")
 """The slab path's intermediate files of one field (rules/grid.smk)."""
+VOXEL_PAINTER = config["train"]["target"] == "voxels"
+"""Whether the network paints voxels (train.target: voxels), where an occupancy threshold decides
+which voxels hold a galaxy; the galaxy painter paints every gravity-only subhalo and needs none."""
+OCCUPANCY = results("paint", "test", "occupancy.json")
 SUMMARY_TABLES = {
     "split": results("split", "cubes.json"),
-    "occupancy": results("paint", "test", "occupancy.json"),
+    **({"occupancy": OCCUPANCY} if VOXEL_PAINTER else {}),
     "select": results("select", "summary.tsv"),
 }
 """Summary table name (dm2gal.tables.TABLES) -> the file it shows (rules/figures.smk)."""
@@ -404,6 +408,12 @@ def figure_png(name):
     )
 
 # --- train (rules/train.smk) ---
+
+
+def occupancy_input():
+    """The voxel painter's occupancy threshold (rule paint_occupancy) as the input `occupancy`;
+    none for the galaxy painter."""
+    return {"occupancy": OCCUPANCY} if VOXEL_PAINTER else {}
 
 
 def train_floor_input():

@@ -60,7 +60,7 @@ use rule paint as paint_universe with:
         subhalo_mass=universe_field("{universe}", "dark", "subhalo_mass"),
         model=results("select", "best.ckpt"),
         reference_dm=results("fields", "dark", "dm_mass.zarr"),
-        occupancy=results("paint", "test", "occupancy.json"),
+        **occupancy_input(),
         cubes=results("split", "cubes.json"),  # the split's min_stellar_mass
     output:
         field=directory(painted_field("{universe}")),

@@ -47,7 +47,7 @@ rule figures:
 rule metrics:
     input:
         stats=STATS_INPUTS,
-        occupancy=results("paint", "test", "occupancy.json"),
+        **occupancy_input(),
     output:
         metrics=report(
             results("metrics.json"),

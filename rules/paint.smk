@@ -38,7 +38,7 @@ rule paint_occupancy:
         subhalo=results("fields", "dark", "subhalo_mass.zarr"),
         cubes=results("split", "cubes.json"),
     output:
-        results("paint", "test", "occupancy.json"),
+        OCCUPANCY,
     params:
         criterion=PAINT["occupancy"]["criterion"],
     log:
@@ -63,7 +63,7 @@ rule paint:
                           for q in ("dm_mass", "subhalo_mass")}),
         model=results("select", "best.ckpt"),
         reference_dm=results("fields", "dark", "dm_mass.zarr"),
-        occupancy=results("paint", "test", "occupancy.json"),
+        **occupancy_input(),
         cubes=results("split", "cubes.json"),
     output:
         field=directory(results("paint", "{painting}", "stellar_mass.zarr")),
@@ -98,7 +98,7 @@ rule paint_slab:
         subhalo_mass=results("fields", "{painting}", "subhalo_mass.zarr"),
         model=results("select", "best.ckpt"),
         reference_dm=results("fields", "dark", "dm_mass.zarr"),
-        occupancy=results("paint", "test", "occupancy.json"),
+        **occupancy_input(),
         cubes=results("split", "cubes.json"),
     output:
         field=temp(directory(results("paint", ".work", "{painting}", "slab_{slab}.zarr"))),
@@ -134,7 +134,7 @@ rule paint_assemble:
         subhalo_mass=results("fields", "{painting}", "subhalo_mass.zarr"),
         model=results("select", "best.ckpt"),
         reference_dm=results("fields", "dark", "dm_mass.zarr"),
-        occupancy=results("paint", "test", "occupancy.json"),
+        **occupancy_input(),
         cubes=results("split", "cubes.json"),
     output:
         field=directory(results("paint", "{painting}", "stellar_mass.zarr")),
@@ -220,7 +220,8 @@ rule paint_realisations:
 
 FINAL_TARGETS.extend(results("paint", p, f) for p in ["test", *PAINT_EXTRA]
                      for f in ("stellar_mass.zarr", "catalogue.hdf5"))
-FINAL_TARGETS.append(results("paint", "test", "occupancy.json"))
+if VOXEL_PAINTER:
+    FINAL_TARGETS.append(OCCUPANCY)
 FINAL_TARGETS.extend(dm2gal_realisation_fields("test"))
 if PAINT["oracle"]:
     FINAL_TARGETS.append(results("paint", "test_oracle", "stellar_mass.zarr"))

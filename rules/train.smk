@@ -29,7 +29,7 @@ rule train:
         cubes=results("split", "cubes.json"),
         split=results("split", "train.npz"),
         galaxies=results("split", "galaxies.npz"),
-        occupancy=results("paint", "test", "occupancy.json"),
+        **occupancy_input(),
         dark=dark_catalogue_input("test"),  # groups the calibration voxels into galaxies
         extra_dm=training_universe_fields("dark", "dm_mass"),
         extra_subhalo=training_universe_fields("dark", "subhalo_mass"),

@@ -10,7 +10,8 @@ log = log_to_file(snakemake.log[0])
 stats_by_universe = {}
 for (universe, model), path in zip(snakemake.params.layout, snakemake.input.stats):
     stats_by_universe.setdefault(universe, {})[model] = load_stats(path)
-occupancy = json.loads(Path(snakemake.input.occupancy).read_text())
+occupancy_json = snakemake.input.get("occupancy")  # the voxel painter's only
+occupancy = json.loads(Path(occupancy_json).read_text()) if occupancy_json else None
 metrics = compute_metrics(stats_by_universe, snakemake.params.cfg, occupancy)
 write_metrics(snakemake.output.metrics, metrics)
 write_verdict_table(snakemake.output.verdicts, metrics)

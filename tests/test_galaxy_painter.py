@@ -151,8 +151,9 @@ def test_the_painting_is_its_catalogue_deposited_and_the_realisations_keep_its_m
     split = tmp / "results/split"
     job = paint.Job(ckpt, paths[0], paths[1], paths[0], split / "cubes.json", "dark",
                     occupancy_json=None, subhalos=(tmp / "data/dark/output", 99), mode="oracle", truth_path=paths[2])
+    # the galaxy painter paints every subhalo: no occupancy threshold
     honest = paint.Job(ckpt, paths[0], paths[1], paths[0], split / "cubes.json", "dark",
-                       occupancy_json=_occupancy(tmp_path), subhalos=(tmp / "data/dark/output", 99))
+                       subhalos=(tmp / "data/dark/output", 99))
     settings = paint.Settings(device="cpu")
     out = {name: tmp_path / name for name in ("field.zarr", "scatter.zarr", "catalogue.hdf5")}
     paint.run(honest, out["field.zarr"], out_scatter=out["scatter.zarr"], out_catalogue=out["catalogue.hdf5"],
@@ -182,8 +183,3 @@ def test_the_painting_is_its_catalogue_deposited_and_the_realisations_keep_its_m
     assert abs(total.mean() - field.sum(dtype=np.float64)) < 4 * spread / math.sqrt(len(draws))
     assert np.std(total) > 0
 
-
-def _occupancy(tmp_path):
-    path = tmp_path / "occupancy.json"
-    path.write_text('{"threshold": 1e10}')
-    return path

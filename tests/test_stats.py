@@ -295,6 +295,7 @@ def test_stats_figures_and_metrics_rules_and_report(tmp_path, repo):
     cfg["evaluation"] = {"universes": []}
     cfg["hod"]["realisations"] = 2
     cfg.setdefault("paint", {})["realisations"] = 0  # no dm2gal realisations in this hand-built layout
+    cfg["train"]["target"] = "voxels"  # a voxel painter's layout: its occupancy.json enters the metrics
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     for i in range(2):
         shutil.copytree(paths["hod"], run / f"results/hod/test/realisation_{i}.zarr")

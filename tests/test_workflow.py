@@ -67,8 +67,9 @@ def test_end_to_end(tiny_run: Path):
     assert (res / "split" / "cubes.json").is_file() and (res / "split" / "train.npz").is_file()
     assert list(res.glob("train/*/best.ckpt")) and list(res.glob("train/*/history.csv"))
     assert (res / "select" / "best.ckpt").is_file() and (res / "select" / "summary.tsv").is_file()
-    for f in ("stellar_mass.zarr", "catalogue.hdf5", "occupancy.json"):
+    for f in ("stellar_mass.zarr", "catalogue.hdf5"):
         assert (res / "paint" / "test" / f).exists()
+    assert not (res / "paint" / "test" / "occupancy.json").exists()  # the galaxy painter needs no threshold
     for f in ("realisation_0.zarr", "catalogue.hdf5", "bins.json"):
         assert (res / "hod" / "test" / f).exists()
     for model in ("truth", "dm2gal", "hod"):
@@ -83,7 +84,7 @@ def test_end_to_end(tiny_run: Path):
     for statistic in ("pk", "bk"):
         verdict = metrics["verdicts_ideal_realisations"][statistic]["held_out"]
         assert verdict["winner"] == "ideal_realisations", (statistic, verdict)
-    assert {p.name for p in (res / "tables").iterdir()} == {"split.html", "occupancy.html", "select.html"}
+    assert {p.name for p in (res / "tables").iterdir()} == {"split.html", "select.html"}
     assert "<b>" in (res / "tables" / "select.html").read_text()  # the selected point
     assert "<th>validation</th><th>test</th>" in (res / "tables" / "split.html").read_text()
     # each stage that draws records the seed it derived from the top-level one (dm2gal.seeds)
@@ -193,12 +194,12 @@ def test_every_rule_that_works_has_a_benchmark():
 
 @pytest.mark.slow
 def test_report_has_the_summary_tables_and_training_curves(tiny_run: Path, tmp_path: Path):
-    """`snakemake --report` of the tiny run: the training curves and the three summary tables,
+    """`snakemake --report` of the tiny run: the training curves and the two summary tables,
     each under its category, beside the statistics' figures."""
     report = tiny_run / "report.html"
     snakemake(tiny_run, "--report", str(report), timeout=600)
     page = report.read_text()
-    for entry in ("training_curves.png", "split.html", "occupancy.html", "select.html", "verdicts.html",
+    for entry in ("training_curves.png", "split.html", "select.html", "verdicts.html",
                   "Summary tables", "Training", "Figure 1"):
         assert entry in page, entry
 
@@ -256,7 +257,7 @@ def test_held_out_universes(tiny_run: Path):
     assert dict(open_field(fields / "hydro" / "stellar_mass_ideal.zarr").attrs)["quantity"] == "stellar_mass_ideal"
     painted = dict(open_field(res / "paint" / "universes" / name / "stellar_mass.zarr").attrs)
     assert painted["origin"] == [0, 0, 0] and painted["n_grid"] == n_grid and painted["mode"] == "honest"
-    assert "occupancy_threshold" in painted
+    assert painted["painter"] == "galaxies" and "occupancy_threshold" not in painted
     for universe in ("test", name):
         realisations = [open_field(res / "hod" / universe / f"realisation_{i}.zarr") for i in range(n_real)]
         assert len({float(r[...].sum()) for r in realisations}) == n_real  # independent draws

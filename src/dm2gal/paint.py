@@ -325,7 +325,8 @@ class Job:
 @dataclass
 class Prepared:
     """A `Job` made ready on a device: the checked network, its normalisation, the region
-    (first voxel, edge) of the n_grid^3 box of side box [Mpc/h], the occupancy, the attributes."""
+    (first voxel, edge) of the n_grid^3 box of side box [Mpc/h], the occupancy (None for the
+    galaxy painter, which paints every subhalo), the attributes."""
 
     net: torch.nn.Module
     normalisation: dict
@@ -333,7 +334,7 @@ class Prepared:
     size: int
     n_grid: int
     box: float
-    occupancy: Occupancy
+    occupancy: Occupancy | None
     attrs: dict
 
 
@@ -346,13 +347,17 @@ def prepare(job: Job, device: str) -> Prepared:
     check_model(net.config, job.expected_patch, n, box / n, float(ref_attrs["box_size"]) / int(ref_attrs["n_grid"]))
     cubes = read_cubes(job.cubes_json)
     start, size = ((0, 0, 0), n) if job.whole_box else (tuple(cubes.test.start), cubes.test.size)
-    threshold = None
-    if job.mode == "honest":
-        threshold = float(json.loads(Path(job.occupancy_json).read_text())["threshold"])
     extra = dict(model=str(job.ckpt), min_stellar_mass=cubes.min_stellar_mass)
-    if threshold is not None:
-        extra["occupancy_threshold"] = threshold
-    occupancy = Occupancy(job.mode, threshold, job.truth_path, cubes.min_stellar_mass)
+    occupancy = None
+    if not is_galaxy_painter(normalisation):
+        threshold = None
+        if job.mode == "honest":
+            if job.occupancy_json is None:
+                raise ValueError("the selected model paints voxels and needs the occupancy threshold "
+                                 "(paint/test/occupancy.json): is train.target voxels in the config that trained it?")
+            threshold = float(json.loads(Path(job.occupancy_json).read_text())["threshold"])
+            extra["occupancy_threshold"] = threshold
+        occupancy = Occupancy(job.mode, threshold, job.truth_path, cubes.min_stellar_mass)
     return Prepared(net, normalisation, start, size, n, box, occupancy,
                     painted_attrs(dm_attrs, start, size, job.mode, job.source, **extra))
 
@@ -532,7 +537,7 @@ def run(job: Job, out_field, *, out_scatter=None, out_catalogue=None, settings: 
     """
     prep, settings = _start(job, settings, threads)
     if is_galaxy_painter(prep.normalisation):
-        oracle = (job.truth_path, prep.occupancy.min_mass) if job.mode == "oracle" else None
+        oracle = (job.truth_path, float(prep.attrs["min_stellar_mass"])) if job.mode == "oracle" else None
         return paint_galaxies(prep.net, prep.normalisation, job.dm_path, job.sub_path, job.subhalos,
                               start=prep.start, size=prep.size, attrs=dict(prep.attrs, method="galaxies"),
                               out_field=out_field, out_scatter=out_scatter, out_catalogue=out_catalogue,
