@@ -25,7 +25,8 @@ import numpy as np
 from dm2gal.catalogue import read_catalogue
 from dm2gal.fields import open_field
 from dm2gal.galaxy_samples import ROLES, box_samples
-from dm2gal.inference import input_scale, load_model, predict
+from dm2gal.calibration import Calibration
+from dm2gal.inference import Prediction, input_scale, load_model, predict
 from dm2gal.sampler import PatchSource
 
 MASS_EDGES = (8.0, 9.0, 9.5, 10.0, 10.5, 11.0, 13.0)
@@ -35,15 +36,19 @@ GROUP_EDGES = (11, 12, 13, 14, 15)
 def training_box_rows(results: Path) -> list[str]:
     """Per role and bin of log10 painted mass: counts, sum T / sum P, sum E / sum P, z mean and std."""
     net, norm = load_model(results / "select/best.ckpt")
+    calibration = Calibration.from_dict(norm.pop("calibration"))  # predict gives the network's own
     samples = np.load(results / "split/galaxies.npz")
     fields = [open_field(results / f"fields/dark/{q}.zarr") for q in ("dm_mass", "subhalo_mass")]
     source = PatchSource.from_boxes([fields], norm["input_mean"], norm["input_std"], device="cpu",
                                     scale=input_scale(norm))
     rows = ["calibrated | role | log10 P | galaxies | T/P | E/P | z mean | z std", "---|---|---|---|---|---|---|---"]
-    for calibrated, role in itertools.product(("no", "yes"), ("calibration", "validation", "test")):
+    raw = {}
+    for role in ("calibration", "validation", "test"):
         sel = (samples["role"] == ROLES[role]) & (samples["stellar_mass"] > 0)
-        as_painted = dict(norm, calibration=norm["calibration"] if calibrated == "yes" else None)
-        pred = predict(net, source, samples["voxel"][sel], as_painted, query=samples["query"][sel])
+        raw[role] = sel, predict(net, source, samples["voxel"][sel], norm, query=samples["query"][sel])
+    for calibrated, role in itertools.product(("no", "yes"), raw):
+        sel, pred = raw[role]
+        pred = Prediction(*calibration.apply(pred.mu, pred.sigma)) if calibrated == "yes" else pred
         truth, ideal, painted = samples["stellar_mass"][sel], samples["ideal"][sel], pred.mean_mass()
         z = (np.log10(truth) - pred.mu) / pred.sigma
         bins = np.digitize(np.log10(painted), MASS_EDGES) - 1

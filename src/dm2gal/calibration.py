@@ -175,6 +175,15 @@ def binned_log_ratio(painted: np.ndarray, truth: np.ndarray, occupied: np.ndarra
     return knot, log_cal - knot
 
 
+def binned_std(z: np.ndarray, b: np.ndarray, weights: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weight per bin (n_bins,), standard deviation of `z` (N,) about its bin's mean per bin
+    (n_bins,)) of the entries in bins `b` (N,) weighted by `weights` (N,) (0 leaves one out)."""
+    count = np.bincount(b, weights=weights, minlength=n_bins)
+    n = np.maximum(count, 1.0)
+    z_mean = np.bincount(b, weights=z * weights, minlength=n_bins) / n
+    return count, np.sqrt(np.bincount(b, weights=weights * (z - z_mean[b]) ** 2, minlength=n_bins) / n)
+
+
 def fit(painted: np.ndarray, mu: np.ndarray, sigma: np.ndarray, truth: np.ndarray, min_mass: float = 0.0,
         min_galaxies: int = 100) -> Calibration:
     """The Calibration of painted mean masses `painted` (N,) [Msun/h], whose log-normal is
@@ -220,9 +229,8 @@ def fit_galaxy_painter(mu: np.ndarray, sigma: np.ndarray, truth: np.ndarray, min
     z = (log_t - mu_line[has]) / np.maximum(sigma[has], 1e-6)
     x = mu_line[has] + 0.5 * math.log(10.0) * sigma[has] ** 2
     b = mass_bins(x, np.ones(len(x), bool), min_galaxies)
-    count = np.bincount(b)
+    count, factors = binned_std(z, b, np.ones(len(z)), int(b.max()) + 1)
     knots = np.bincount(b, weights=x) / count
-    factors = np.sqrt(np.bincount(b, weights=z ** 2) / count - (np.bincount(b, weights=z) / count) ** 2)
     scaled = Calibration((0.0,), (0.0,), float(np.std(z)), math.inf, scatter_log10_mass=tuple(map(float, knots)),
                          scatter_factors=tuple(map(float, factors)), log10_line=line)
     mu_cal, s_cal = scaled.apply(mu, sigma)
@@ -286,11 +294,8 @@ def fit_galaxies(mean: np.ndarray, sigma: np.ndarray, truth: np.ndarray, hosts: 
     knots, ratio = binned_log_ratio(painted, true, occupied, b)
     z = (np.log10(np.where(occupied, true, 1.0) / (painted * 10.0 ** ratio[b])) + 0.5 * math.log(10.0) * s ** 2) \
         / np.where(s > 0, s, 1.0)
-    use = occupied & (s > 0)
-    count = np.bincount(b, weights=use, minlength=len(knots))
+    count, factors = binned_std(z, b, (occupied & (s > 0)).astype(np.float64), len(knots))
     n = np.maximum(count, 1.0)
-    z_mean = np.bincount(b, weights=z * use, minlength=len(knots)) / n
-    factors = np.sqrt(np.bincount(b, weights=use * (z - z_mean[b]) ** 2, minlength=len(knots)) / n)
     factors = np.where(count > 1, factors, 1.0)
     # a heavier galaxy's painted mass is not relatively less certain: the factor does not rise
     # with mass (a bin of a few dozen galaxies otherwise lets one outlier widen the heaviest
